@@ -1,0 +1,244 @@
+//! Actions: where rendered messages go. One file per type; this file holds the trait, the
+//! error classification the dispatcher relies on, and `build` (config → runtime action).
+
+pub mod exec;
+pub mod http;
+pub mod stdout;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{ActionConfig, Problems};
+use crate::templates::Rendered;
+
+/// What one action is asked to send: the rendered content plus where it came from.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub event_id: String,
+    pub route: String,
+    pub content: Rendered,
+}
+
+impl Message {
+    /// Stable per (event, route, action): a retry of the same delivery carries the same key.
+    pub fn delivery_id(&self, action: &str) -> String {
+        format!("{}:{}:{}", self.event_id, self.route, action)
+    }
+}
+
+/// Why a send failed, classified for the dispatcher's retry policy.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    /// Worth retrying: connect errors, timeouts, 408, 429, 5xx.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying would not help: other 4xx, a script that failed, bad content.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl ActionError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ActionError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ActionError::Permanent {
+            message: message.into(),
+        }
+    }
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ActionError::Transient { .. })
+    }
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    fn name(&self) -> &str;
+    fn kind(&self) -> &'static str;
+    /// Sends one message. No retries here: the dispatcher owns them.
+    async fn send(&self, msg: &Message) -> Result<(), ActionError>;
+    /// Exactly what `send` would do with this message, without doing it (`postee render`).
+    fn preview(&self, msg: &Message) -> serde_json::Value;
+}
+
+/// Types whose sending is implemented. The others parse and validate, then are rejected at
+/// load with "not supported yet" (when enabled) instead of being skipped silently.
+pub const IMPLEMENTED: &[&str] = &["stdout", "webhook", "http", "exec"];
+
+/// Shared resources actions are built with.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub http: reqwest::Client,
+}
+
+/// Builds an enabled action. Problems go to `problems` with the action's path.
+pub fn build(
+    cfg: &ActionConfig,
+    ctx: &BuildContext,
+    problems: &mut Problems,
+) -> Option<Arc<dyn Action>> {
+    let path = format!("actions[{}]", cfg.name);
+    let mut errs: Vec<(String, String)> = Vec::new();
+    let action: Option<Arc<dyn Action>> = match cfg.kind.as_str() {
+        "stdout" => Some(Arc::new(stdout::Stdout::new(&cfg.name))),
+        "webhook" => webhook::Webhook::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
+        "http" => http::Http::build(cfg, ctx, &mut errs, problems).map(|a| Arc::new(a) as _),
+        "exec" => exec::Exec::build(cfg, &mut errs, problems).map(|a| Arc::new(a) as _),
+        other => {
+            problems.error(
+                format!("{path}.type"),
+                format!("action type {other} is not supported yet"),
+            );
+            return None;
+        }
+    };
+    for (key, msg) in errs {
+        let p = if key.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        problems.error(p, msg);
+    }
+    action
+}
+
+/// Parses `Retry-After` (seconds or an HTTP date).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_parse(v)?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: u64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
+        + 1;
+    let year: u64 = parts[3].parse().ok()?;
+    let hms: Vec<u64> = parts[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Classifies a non-success HTTP response: 408, 429 and 5xx are transient.
+pub fn classify_status(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    message: String,
+) -> ActionError {
+    let code = status.as_u16();
+    if code == 408 || code == 429 || status.is_server_error() {
+        ActionError::Transient {
+            message,
+            retry_after: retry_after(headers),
+        }
+    } else {
+        ActionError::Permanent { message }
+    }
+}
+
+/// Classifies a transport error: every connect error and timeout is transient.
+pub fn classify_transport(e: &reqwest::Error) -> ActionError {
+    if e.is_builder() {
+        return ActionError::permanent(e.to_string());
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    ActionError::transient(msg)
+}
+
+/// Reads at most `limit` bytes of a response body as text, for error messages.
+pub async fn body_snippet(resp: reqwest::Response, limit: usize) -> String {
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).to_string();
+    if bytes.len() > limit {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_are_classified_for_retries() {
+        let h = reqwest::header::HeaderMap::new();
+        for (code, transient) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            (400, false),
+            (401, false),
+            (404, false),
+        ] {
+            let e = classify_status(reqwest::StatusCode::from_u16(code).unwrap(), &h, "x".into());
+            assert_eq!(e.is_transient(), transient, "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "120".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        h.insert(
+            "retry-after",
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert_eq!(
+            httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(784111777))
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! postee: a security alert router compatible with Postee (see ARCHITECTURE in docs/).
+
+pub mod actions;
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod intake;
+pub mod rego;
+pub mod routing;
+pub mod serve;
+pub mod templates;
+pub mod tls;
+
+/// Installs the process-wide TLS crypto provider (ring). Call once at start.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

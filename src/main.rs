@@ -1,0 +1,45 @@
+//! The `postee` binary: parse the command line, set up logging, run.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use postee::cli::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let debug = ["POSTEE_DEBUG", "AQUAALERT_DEBUG"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{default},hyper=warn,reqwest=warn,rustls=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() {
+    postee::install_crypto_provider();
+    let cli = Cli::parse();
+    init_tracing(cli.serve.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let code = rt.block_on(async move {
+        match cli.command {
+            Some(Command::Check(a)) => postee::commands::check(a).await,
+            Some(Command::Render(a)) => postee::commands::render(a).await,
+            None => postee::serve::run(cli.serve).await,
+        }
+    });
+    // Do not wait for blocking threads (e.g. a stuck template) beyond the shutdown deadline.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,104 @@
+//! The Rego templates and route filters compiled into the binary (written for this project).
+
+use super::Source;
+
+/// Bundled template modules: `(path shown in errors, source)`.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "bundled:rego-templates/common/common.rego",
+        include_str!("../../templates/rego-templates/common/common.rego"),
+    ),
+    (
+        "bundled:rego-templates/raw-message-html.rego",
+        include_str!("../../templates/rego-templates/raw-message-html.rego"),
+    ),
+    (
+        "bundled:rego-templates/raw-message-json.rego",
+        include_str!("../../templates/rego-templates/raw-message-json.rego"),
+    ),
+];
+
+/// Bundled route filters, by the file name a route's `input-files` uses.
+const FILTERS: &[(&str, &str)] = &[
+    (
+        "Allow-Image-Name.rego",
+        include_str!("../../templates/filters/Allow-Image-Name.rego"),
+    ),
+    (
+        "Allow-Registry.rego",
+        include_str!("../../templates/filters/Allow-Registry.rego"),
+    ),
+    (
+        "Credential Access",
+        include_str!("../../templates/filters/Credential Access"),
+    ),
+    (
+        "Defense Evasion",
+        include_str!("../../templates/filters/Defense Evasion"),
+    ),
+    (
+        "Ignore-Image-Name.rego",
+        include_str!("../../templates/filters/Ignore-Image-Name.rego"),
+    ),
+    (
+        "Ignore-Registry.rego",
+        include_str!("../../templates/filters/Ignore-Registry.rego"),
+    ),
+    (
+        "Initial Access",
+        include_str!("../../templates/filters/Initial Access"),
+    ),
+    (
+        "Persistence",
+        include_str!("../../templates/filters/Persistence"),
+    ),
+    (
+        "Policy-Min-Vulnerability.rego",
+        include_str!("../../templates/filters/Policy-Min-Vulnerability.rego"),
+    ),
+    (
+        "Policy-Only-Fix-Available.rego",
+        include_str!("../../templates/filters/Policy-Only-Fix-Available.rego"),
+    ),
+    (
+        "Policy-Related-Features.rego",
+        include_str!("../../templates/filters/Policy-Related-Features.rego"),
+    ),
+    (
+        "Privilege Escalation",
+        include_str!("../../templates/filters/Privilege Escalation"),
+    ),
+    (
+        "Tracee Default Set",
+        include_str!("../../templates/filters/Tracee Default Set"),
+    ),
+    (
+        "Trivy AWS Findings",
+        include_str!("../../templates/filters/Trivy AWS Findings"),
+    ),
+];
+
+pub fn templates() -> Vec<Source> {
+    TEMPLATES
+        .iter()
+        .map(|(path, text)| Source {
+            path: path.to_string(),
+            text: text.to_string(),
+        })
+        .collect()
+}
+
+/// A bundled filter by file name (`Allow-Image-Name.rego`, `Initial Access`, ...).
+pub fn filter(name: &str) -> Option<Source> {
+    FILTERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| Source {
+            path: format!("bundled:rego-filters/{n}"),
+            text: text.to_string(),
+        })
+}
+
+pub fn filter_names() -> Vec<&'static str> {
+    FILTERS.iter().map(|(n, _)| *n).collect()
+}
