@@ -54,7 +54,6 @@ pub struct App {
     pub routes: Vec<Arc<Route>>,
     /// `aqua-server` in Postee's `…/#/images/` form.
     pub aqua_server: String,
-    pub templates: Registry,
 }
 
 /// One received event, parsed once and shared by every route.
@@ -95,7 +94,16 @@ pub async fn build(
         .iter()
         .flat_map(|r| r.actions.iter().map(String::as_str))
         .collect();
-    let used_templates: Vec<&str> = cfg.routes.iter().map(|r| r.template.as_str()).collect();
+    // A route is active when it names at least one enabled action; what only inactive routes
+    // use (templates, plugins) cannot affect a delivery, so its problems are warnings.
+    let enabled = |name: &String| cfg.actions.iter().any(|a| &a.name == name && a.enable);
+    let active = |r: &crate::config::RouteConfig| r.actions.iter().any(enabled);
+    let used_templates: Vec<&str> = cfg
+        .routes
+        .iter()
+        .filter(|r| active(r))
+        .map(|r| r.template.as_str())
+        .collect();
 
     // Actions.
     let mut built: BTreeMap<String, Arc<dyn Action>> = BTreeMap::new();
@@ -155,7 +163,7 @@ pub async fn build(
                 }
                 Err(e) => problems.warn(
                     format!("templates[{}]", t.name),
-                    format!("{e} (no route uses this template, so this is not an error)"),
+                    format!("{e} (no route with an enabled action uses this template, so this is not an error)"),
                 ),
             }
         }
@@ -188,11 +196,24 @@ pub async fn build(
             ("unique-message-props", !p.unique_message_props.is_empty()),
         ] {
             if set {
-                problems.error(
-                    format!("{path}.plugins.{key}"),
-                    format!("plugin `{key}` is not supported yet (dedup and aggregation come with the durable store); remove it to send every event"),
+                let msg = format!(
+                    "plugin `{key}` is not supported yet (dedup and aggregation come with the durable store); remove it to send every event"
                 );
+                if active(r) {
+                    problems.error(format!("{path}.plugins.{key}"), msg);
+                } else {
+                    problems.warn(
+                        format!("{path}.plugins.{key}"),
+                        format!("{msg} (no enabled action on this route, so this is not an error)"),
+                    );
+                }
             }
+        }
+        if p.unique_message_timeout > 0 && p.unique_message_props.is_empty() {
+            problems.warn(
+                format!("{path}.plugins.unique-message-timeout"),
+                "has no effect without `unique-message-props`",
+            );
         }
         if r.actions.is_empty() {
             problems.warn(&path, "route has no actions; it never sends anything");
@@ -263,7 +284,6 @@ pub async fn build(
     Some(App {
         routes,
         aqua_server: cfg.aqua_server_url(),
-        templates: registry?,
     })
 }
 

@@ -1,4 +1,5 @@
-//! postee: a security alert router compatible with Postee (see ARCHITECTURE in docs/).
+//! postee: a security alert router compatible with Postee. The flow of one event:
+//! `intake` → `app` (route `routing` conditions, `templates`) → `actions`.
 
 pub mod actions;
 pub mod app;

@@ -202,8 +202,9 @@ pub async fn run(args: ServeArgs) -> i32 {
             1
         }
     };
+    // Keep the listeners up while draining so clients and load balancers get a clear 503
+    // (with Retry-After) on new events and on /healthz, instead of refused connections.
     intake.stop_accepting();
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
     stop.notify_one();
     let deadline = Duration::from_secs(args.shutdown_timeout);
     if tokio::time::timeout(deadline, dispatcher).await.is_err() {
@@ -212,6 +213,7 @@ pub async fn run(args: ServeArgs) -> i32 {
             "shutdown deadline reached with deliveries still in flight"
         );
     }
+    handle.graceful_shutdown(Some(Duration::from_secs(2)));
     tracing::info!("stopped");
     code
 }

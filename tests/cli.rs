@@ -68,7 +68,7 @@ fn postee_sample_configs_load_except_for_features_not_built_yet() {
         }
     }
     // Those without unbuilt features load cleanly.
-    for ok in ["cfg-actions.yaml", "cfg-controller-runner.yaml"] {
+    for ok in ["cfg.yaml", "cfg-actions.yaml", "cfg-controller-runner.yaml"] {
         let o = check(&fixture("postee-samples").join(ok), &[]);
         assert!(o.status.success(), "{ok}:\n{}", stdout(&o));
     }
@@ -162,7 +162,7 @@ fn each_config_error_class_is_reported() {
             "input-files `Nope.rego`: not found",
         ),
         (
-            "routes:\n- name: r\n  plugins: {unique-message-props: [digest]}\n",
+            "routes:\n- {name: r, template: t, actions: [a], plugins: {unique-message-props: [digest]}}\ntemplates:\n- {name: t, rego-package: postee.rawmessage.json}\nactions:\n- {name: a, type: stdout, enable: true}\n",
             "plugin `unique-message-props` is not supported yet",
         ),
         (

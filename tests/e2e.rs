@@ -391,6 +391,19 @@ actions:
     let mut p = Postee::start_in(dir, &cfg, PosteeOptions::default());
     assert_eq!(p.post("/", b"{}").0, 200);
     std::thread::sleep(Duration::from_millis(200));
+    let pid = p.child.as_ref().unwrap().id() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    // While the delivery finishes, new events and health checks get 503 with Retry-After.
+    wait_until(
+        Duration::from_secs(5),
+        || get(&p.url("/healthz")).0 == 503,
+        || p.stderr(),
+    );
+    let (status, body) = p.post("/", b"{}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
     let status = p.terminate();
     assert!(status.success(), "{status}: {}", p.stderr());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "done\n");
@@ -580,4 +593,35 @@ actions:
         1,
         "fetched once, at load"
     );
+}
+
+#[test]
+fn a_template_url_that_fails_is_a_load_error() {
+    let sink = Sink::start();
+    sink.respond(404, "not found");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "routes:\n  - {{name: r, template: remote, actions: [out]}}\ntemplates:\n  - {{name: remote, url: \"{}\"}}\nactions:\n  - {{name: out, type: stdout, enable: true}}\n",
+            sink.url("/missing.rego")
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "--cfgfile",
+            cfg.to_str().unwrap(),
+            "--tls",
+            "off",
+            "--url",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("templates[remote]"), "{err}");
+    assert!(err.contains("response status is 404"), "{err}");
 }

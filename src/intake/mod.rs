@@ -184,10 +184,12 @@ async fn ping() -> Response {
 }
 
 async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
-    if intake.accepting.load(Ordering::SeqCst) && !intake.tx.is_closed() {
-        (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+    if !intake.accepting.load(Ordering::SeqCst) || intake.tx.is_closed() {
+        unavailable("not accepting events: shutting down", 5)
+    } else if intake.tx.capacity() == 0 {
+        unavailable("not accepting events: the queue is full", 1)
     } else {
-        unavailable("not accepting events", 5)
+        (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
     }
 }
 

@@ -6,7 +6,6 @@ pub mod bundled;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use regorus::{Engine, Value};
@@ -97,7 +96,8 @@ impl Template {
         Ok(rendered)
     }
 
-    /// Evaluates with a raw input (no `postee` injection), as `postee render --package` does.
+    /// Evaluates with the input as given (no `postee` key injected, no owners), as Postee's
+    /// golden tests do; `render` is what the pipeline uses.
     pub fn eval(&self, input: Value) -> Result<Rendered, RenderError> {
         let err = |message: String| RenderError::Eval {
             template: self.name.clone(),
@@ -295,7 +295,6 @@ pub struct Registry {
     packages: BTreeMap<String, Vec<String>>,
     /// The `postee` helper sources external templates are compiled with.
     common: Vec<Source>,
-    pub templates: BTreeMap<String, Arc<Template>>,
 }
 
 impl Registry {
@@ -351,7 +350,6 @@ impl Registry {
             bundle: engine,
             packages,
             common,
-            templates: BTreeMap::new(),
         })
     }
 
@@ -573,6 +571,34 @@ mod tests {
             .unwrap();
         assert_eq!(out.description, r#"{"assignee":"demo"}"#);
         assert_eq!(out.url, "Audit-registry-received/Audit-image-received");
+    }
+
+    #[test]
+    fn servicenow_result_fields_become_content_keys() {
+        let r = registry();
+        let t = r
+            .external_template(
+                "sn",
+                "sn.rego",
+                "package sn\ntitle = \"t\"\nresult = \"r\"\nresult_date = input.scan_started.seconds\nresult_severity = 1\nresult_category = \"Security incident\"\nresult_subcategory = \"sub\"\nresult_assigned_to = \"owner\"\nresult_assigned_group = \"group\"\nresult_summary = \"line1\\nline2\"\n",
+            )
+            .unwrap();
+        let out = t
+            .eval(Value::from_json_str(r#"{"scan_started":{"seconds":1624544066}}"#).unwrap())
+            .unwrap();
+        let want: BTreeMap<String, String> = [
+            ("date", "1624544066"),
+            ("severity", "1"),
+            ("category", "Security incident"),
+            ("subcategory", "sub"),
+            ("assignedTo", "owner"),
+            ("assignedGroup", "group"),
+            ("summary", "line1\nline2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(out.extra, want);
     }
 
     #[test]
