@@ -12,8 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::webhook::timeout_key;
-use super::{Action, ActionError, Message};
+use super::{Action, ActionError, Message, timeout_key};
 use crate::config::{ActionConfig, Problems};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -17,10 +17,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use regex::Regex;
 
-use super::webhook::{timeout_key, url_key};
-use super::{
-    Action, ActionError, BuildContext, Message, body_snippet, classify_status, classify_transport,
-};
+use super::{Action, ActionError, BuildContext, Message, send_expecting_2xx, timeout_key, url_key};
 use crate::config::{ActionConfig, Problems};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -198,18 +195,11 @@ impl Action for Http {
                 req.body(data)
             }
         };
-        let resp = req.send().await.map_err(|e| classify_transport(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let headers = resp.headers().clone();
-        let body = body_snippet(resp, 1024).await;
-        Err(classify_status(
-            status,
-            &headers,
-            format!("http status NOT OK: HTTP {status}, response: {body}"),
-        ))
+        send_expecting_2xx(req, |status, body| {
+            format!("http status NOT OK: HTTP {status}, response: {body}")
+        })
+        .await
+        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> serde_json::Value {

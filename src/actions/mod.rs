@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::config::duration::parse_go_duration;
 use crate::config::{ActionConfig, Problems};
 use crate::templates::Rendered;
 
@@ -112,6 +113,50 @@ pub fn build(
     action
 }
 
+/// Parses an action's `timeout` (Postee: "" or `0` means the default).
+pub fn timeout_key(
+    cfg: &ActionConfig,
+    default: Duration,
+    errs: &mut Vec<(String, String)>,
+) -> Duration {
+    match cfg.fields.non_empty("timeout") {
+        None => default,
+        Some(s) => match parse_go_duration(s) {
+            Ok(d) if d.is_zero() => default,
+            Ok(d) => d,
+            Err(e) => {
+                errs.push(("timeout".into(), e));
+                default
+            }
+        },
+    }
+}
+
+/// Parses a required http(s) `url`.
+pub fn url_key(cfg: &ActionConfig, errs: &mut Vec<(String, String)>) -> Option<reqwest::Url> {
+    let Some(raw) = cfg.fields.non_empty("url") else {
+        errs.push((
+            "url".into(),
+            "missing: the URL to send to is required".into(),
+        ));
+        return None;
+    };
+    match reqwest::Url::parse(raw.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+        Ok(u) => {
+            errs.push((
+                "url".into(),
+                format!("unsupported scheme `{}` (use http or https)", u.scheme()),
+            ));
+            None
+        }
+        Err(e) => {
+            errs.push(("url".into(), format!("invalid URL {raw:?}: {e}")));
+            None
+        }
+    }
+}
+
 /// Parses `Retry-After` (seconds or an HTTP date).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers
@@ -192,6 +237,22 @@ pub fn classify_transport(e: &reqwest::Error) -> ActionError {
         src = s.source();
     }
     ActionError::transient(msg)
+}
+
+/// Sends a request and expects a 2xx. Otherwise the error is classified for retries and its
+/// message is built by `describe(status, start of the response body)`.
+pub async fn send_expecting_2xx(
+    req: reqwest::RequestBuilder,
+    describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<reqwest::Response, ActionError> {
+    let resp = req.send().await.map_err(|e| classify_transport(&e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let body = body_snippet(resp, 1024).await;
+    Err(classify_status(status, &headers, describe(status, &body)))
 }
 
 /// Reads at most `limit` bytes of a response body as text, for error messages.

@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
-    Action, ActionError, BuildContext, Message, body_snippet, classify_status, classify_transport,
-};
+use super::{Action, ActionError, BuildContext, Message, send_expecting_2xx, timeout_key, url_key};
 use crate::config::ActionConfig;
-use crate::config::duration::parse_go_duration;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -21,50 +18,6 @@ pub struct Webhook {
     url: reqwest::Url,
     timeout: Duration,
     http: reqwest::Client,
-}
-
-/// Parses an action's `timeout` (Postee: "" or `0` means the default).
-pub fn timeout_key(
-    cfg: &ActionConfig,
-    default: Duration,
-    errs: &mut Vec<(String, String)>,
-) -> Duration {
-    match cfg.fields.non_empty("timeout") {
-        None => default,
-        Some(s) => match parse_go_duration(s) {
-            Ok(d) if d.is_zero() => default,
-            Ok(d) => d,
-            Err(e) => {
-                errs.push(("timeout".into(), e));
-                default
-            }
-        },
-    }
-}
-
-/// Parses a required http(s) `url`.
-pub fn url_key(cfg: &ActionConfig, errs: &mut Vec<(String, String)>) -> Option<reqwest::Url> {
-    let Some(raw) = cfg.fields.non_empty("url") else {
-        errs.push((
-            "url".into(),
-            "missing: the URL to send to is required".into(),
-        ));
-        return None;
-    };
-    match reqwest::Url::parse(raw.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-        Ok(u) => {
-            errs.push((
-                "url".into(),
-                format!("unsupported scheme `{}` (use http or https)", u.scheme()),
-            ));
-            None
-        }
-        Err(e) => {
-            errs.push(("url".into(), format!("invalid URL {raw:?}: {e}")));
-            None
-        }
-    }
 }
 
 impl Webhook {
@@ -95,30 +48,21 @@ impl Action for Webhook {
     }
 
     async fn send(&self, msg: &Message) -> Result<(), ActionError> {
-        let resp = self
+        let req = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", msg.delivery_id(&self.name))
-            .body(msg.content.description.clone())
-            .send()
-            .await
-            .map_err(|e| classify_transport(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let headers = resp.headers().clone();
-        let body = body_snippet(resp, 1024).await;
-        Err(classify_status(
-            status,
-            &headers,
+            .body(msg.content.description.clone());
+        send_expecting_2xx(req, |status, body| {
             format!(
                 "Sending webhook wrong status: '{}'. Body: {body}",
                 status.as_u16()
-            ),
-        ))
+            )
+        })
+        .await
+        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> serde_json::Value {
