@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
-use futures_util::future::join_all;
 use regorus::Value;
 
-use crate::actions::{self, Action, ActionError, BuildContext, Message};
-use crate::config::{Config, Problems, problems::closest};
+use crate::actions::{self, Action, BuildContext};
+use crate::config::{Config, Problems, RetryPolicy, problems::closest};
 use crate::routing::Condition;
+use crate::routing::dedup::dedup_key;
+use crate::store::{EventPlan, JournalEntry, RoutePlan};
 use crate::templates::{Registry, Template};
 
 /// Where the user's Rego lives (Postee's working-directory-relative defaults).
@@ -45,29 +45,28 @@ pub struct Route {
     pub name: String,
     pub condition: Condition,
     pub template: Arc<Template>,
-    pub actions: Vec<Arc<dyn Action>>,
+    /// Names of the route's enabled actions, in list order.
+    pub actions: Vec<String>,
     pub serialize: bool,
+    /// `unique-message-props` and `unique-message-timeout` (seconds, 0: forever).
+    pub dedup_props: Vec<String>,
+    pub dedup_ttl: u64,
+}
+
+/// A built action with its delivery settings.
+#[derive(Clone)]
+pub struct BuiltAction {
+    pub action: Arc<dyn Action>,
+    pub retry: RetryPolicy,
+    pub concurrency: usize,
 }
 
 /// The runtime built from one config.
 pub struct App {
     pub routes: Vec<Arc<Route>>,
+    pub actions: BTreeMap<String, BuiltAction>,
     /// `aqua-server` in Postee's `…/#/images/` form.
     pub aqua_server: String,
-}
-
-/// One received event, parsed once and shared by every route.
-#[derive(Clone)]
-pub struct Event {
-    pub id: String,
-    pub received_at: SystemTime,
-    pub input: Value,
-}
-
-/// What one route produced for one event.
-pub struct Planned {
-    pub route: Arc<Route>,
-    pub message: Message,
 }
 
 /// A shared HTTP client (rustls with the system's roots).
@@ -106,7 +105,7 @@ pub async fn build(
         .collect();
 
     // Actions.
-    let mut built: BTreeMap<String, Arc<dyn Action>> = BTreeMap::new();
+    let mut built: BTreeMap<String, BuiltAction> = BTreeMap::new();
     for a in &cfg.actions {
         let path = format!("actions[{}]", a.name);
         let implemented = actions::IMPLEMENTED.contains(&a.kind.as_str());
@@ -126,7 +125,14 @@ pub async fn build(
             );
         }
         if let Some(action) = actions::build(a, &ctx, problems) {
-            built.insert(a.name.clone(), action);
+            built.insert(
+                a.name.clone(),
+                BuiltAction {
+                    action,
+                    retry: a.retry,
+                    concurrency: a.concurrency,
+                },
+            );
         }
     }
     for name in built.keys() {
@@ -193,7 +199,6 @@ pub async fn build(
         for (key, set) in [
             ("aggregate-message-number", p.aggregate_message_number > 0),
             ("aggregate-message-timeout", p.aggregate_message_timeout > 0),
-            ("unique-message-props", !p.unique_message_props.is_empty()),
         ] {
             if set {
                 let msg = format!(
@@ -224,7 +229,7 @@ pub async fn build(
                 built.get(name),
                 cfg.actions.iter().find(|a| &a.name == name),
             ) {
-                (Some(a), _) => route_actions.push(a.clone()),
+                (Some(_), _) => route_actions.push(name.clone()),
                 (None, Some(a)) if !a.enable => problems.warn(
                     format!("{path}.actions"),
                     format!("action `{name}` is disabled (enable: false); the route skips it"),
@@ -272,6 +277,8 @@ pub async fn build(
                 template,
                 actions: route_actions,
                 serialize: r.serialize_actions,
+                dedup_props: r.plugins.unique_message_props.clone(),
+                dedup_ttl: r.plugins.unique_message_timeout,
             }));
         }
     }
@@ -283,6 +290,7 @@ pub async fn build(
     }
     Some(App {
         routes,
+        actions: built,
         aqua_server: cfg.aqua_server_url(),
     })
 }
@@ -292,88 +300,62 @@ impl App {
         self.routes.iter().find(|r| r.name == name)
     }
 
-    /// Conditions and rendering for one event (CPU work: run it off the async threads).
-    /// `only` restricts to one route (`POST /tenant/{route}`).
-    pub fn plan(&self, event: &Event, only: Option<&str>) -> Vec<Planned> {
-        let mut out = Vec::new();
-        for route in &self.routes {
-            if only.is_some_and(|o| o != route.name) || route.actions.is_empty() {
-                continue;
-            }
-            match route.condition.matches(&event.input) {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!(route = %route.name, event_id = %event.id, "event does not match the route");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(route = %route.name, event_id = %event.id, error = %e, "route condition failed; counted as no match");
-                    continue;
-                }
-            }
-            match route.template.render(&event.input, &self.aqua_server) {
-                Ok(content) => out.push(Planned {
-                    route: route.clone(),
-                    message: Message {
-                        event_id: event.id.clone(),
-                        route: route.name.clone(),
-                        content,
-                    },
-                }),
-                Err(e) => {
-                    tracing::warn!(route = %route.name, event_id = %event.id, template = %route.template.name, error = %e, "template failed; nothing sent for this route");
-                }
+    /// Decides what one route does with an event: condition, dedup key, rendering.
+    pub fn plan_route(&self, route: &Route, event_id: &str, input: &Value) -> RoutePlan {
+        let mut plan = RoutePlan {
+            route: route.name.clone(),
+            matched: false,
+            note: None,
+            content: None,
+            actions: Vec::new(),
+            serialize: route.serialize,
+            dedup: None,
+        };
+        match route.condition.matches(input) {
+            Ok(true) => plan.matched = true,
+            Ok(false) => return plan,
+            Err(e) => {
+                tracing::warn!(route = %route.name, event_id, error = %e, "route condition failed; counted as no match");
+                plan.note = Some(format!("condition failed: {e}"));
+                return plan;
             }
         }
-        out
-    }
-
-    /// Runs one event through every route (or one) and delivers to every action.
-    pub async fn process(self: &Arc<Self>, event: Event, only: Option<String>) {
-        let app = self.clone();
-        let planned = tokio::task::spawn_blocking(move || app.plan(&event, only.as_deref()))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "event evaluation panicked");
-                Vec::new()
-            });
-        join_all(planned.into_iter().map(deliver_route)).await;
-    }
-}
-
-/// Delivers one route's message to its actions: in list order when `serialize-actions`,
-/// concurrently otherwise. A failing action never stops the others.
-pub async fn deliver_route(p: Planned) {
-    if p.route.serialize {
-        for a in &p.route.actions {
-            let _ = deliver_one(a.as_ref(), &p.message).await;
+        if !route.dedup_props.is_empty() {
+            let json = serde_json::to_value(input).unwrap_or_default();
+            let key = dedup_key(&json, &route.dedup_props);
+            if key.is_empty() {
+                // Postee drops such an event (empty key); sending it is the safer choice.
+                tracing::warn!(route = %route.name, event_id, "unique-message-props found no value in the event; sent without dedup");
+            } else {
+                plan.dedup = Some((format!("{}\u{0}{key}", route.name), route.dedup_ttl));
+            }
         }
-    } else {
-        join_all(
-            p.route
-                .actions
-                .iter()
-                .map(|a| deliver_one(a.as_ref(), &p.message)),
-        )
-        .await;
+        match route.template.render(input, &self.aqua_server) {
+            Ok(content) => {
+                plan.content = Some(content);
+                plan.actions = route.actions.clone();
+            }
+            Err(e) => {
+                tracing::warn!(route = %route.name, event_id, template = %route.template.name, error = %e, "template failed; nothing sent for this route");
+                plan.note = Some(e.to_string());
+            }
+        }
+        plan
     }
-}
 
-/// Sends once and logs the outcome: one line per delivery.
-pub async fn deliver_one(action: &dyn Action, msg: &Message) -> Result<(), ActionError> {
-    let start = Instant::now();
-    let res = action.send(msg).await;
-    let ms = start.elapsed().as_millis() as u64;
-    match &res {
-        Ok(()) => tracing::info!(
-            route = %msg.route, action = %action.name(), kind = action.kind(),
-            event_id = %msg.event_id, outcome = "delivered", elapsed_ms = ms, "delivery"
-        ),
-        Err(e) => tracing::warn!(
-            route = %msg.route, action = %action.name(), kind = action.kind(),
-            event_id = %msg.event_id, outcome = "failed", transient = e.is_transient(),
-            elapsed_ms = ms, error = %e, "delivery"
-        ),
+    /// Plans one journaled event over every route (or its tenant route).
+    pub fn plan_event(&self, id: &str, entry: &JournalEntry, input: &Value) -> EventPlan {
+        let routes = self
+            .routes
+            .iter()
+            .filter(|r| entry.route.as_deref().is_none_or(|only| only == r.name))
+            .filter(|r| !r.actions.is_empty())
+            .map(|r| self.plan_route(r, id, input))
+            .collect();
+        EventPlan {
+            id: id.to_string(),
+            entry: entry.clone(),
+            routes,
+        }
     }
-    res
 }

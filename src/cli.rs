@@ -29,6 +29,39 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what a route or a template makes of an event, without sending anything.
     Render(RenderArgs),
+    /// List or replay dead letters (deliveries that failed for good). Works on the store
+    /// file while the service is stopped; while it runs, use its /dlq endpoints.
+    Dlq(DlqArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+    /// Config file: replayed deliveries must name an action it still has.
+    #[arg(long, global = true)]
+    pub cfgfile: Option<PathBuf>,
+    /// Data directory (as for the service); the store is PATH_TO_DB or <data dir>/webhooks.db.
+    #[arg(long, env = "POSTEE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters again with a fresh attempt count.
+    Replay {
+        /// Dead letter ids (as `list` shows them).
+        ids: Vec<String>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use regorus::Value;
 use serde_json::json;
 
-use crate::app::{self, Event, Paths};
-use crate::cli::{CheckArgs, RenderArgs, cfgfile_for_subcommand};
+use crate::actions::Message;
+use crate::app::{self, Paths};
+use crate::cli::{CheckArgs, DlqArgs, DlqCommand, RenderArgs, cfgfile_for_subcommand};
 use crate::config;
 use crate::templates::Registry;
 
@@ -128,40 +129,158 @@ async fn render_route(
         let names: Vec<&str> = app.routes.iter().map(|r| r.name.as_str()).collect();
         format!("no route named {route:?} (routes: {})", names.join(", "))
     })?;
-    let matched = r
-        .condition
-        .matches(&input)
-        .map_err(|e| format!("route condition failed: {e}"))?;
-    if !matched {
-        return Ok(json!({ "route": route, "matched": false }));
+    let plan = app.plan_route(r, "render", &input);
+    if !plan.matched {
+        return match plan.note {
+            Some(note) => Err(note),
+            None => Ok(json!({ "route": route, "matched": false })),
+        };
     }
-    let event = Event {
-        id: "render".into(),
-        received_at: std::time::SystemTime::now(),
-        input,
+    let Some(content) = plan.content else {
+        return Err(plan
+            .note
+            .unwrap_or_else(|| "the route has no enabled actions".into()));
     };
-    let planned = app.plan(&event, Some(route));
-    let Some(p) = planned.into_iter().next() else {
-        // Matched but the template failed: say why.
-        let err = r
-            .template
-            .render(&event.input, &app.aqua_server)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "the route has no enabled actions".into());
-        return Err(err);
+    let msg = Message {
+        event_id: "render".into(),
+        route: route.to_string(),
+        content,
     };
     let actions: Vec<serde_json::Value> = r
         .actions
         .iter()
-        .map(|a| json!({ "name": a.name(), "type": a.kind(), "would_send": a.preview(&p.message) }))
+        .filter_map(|name| app.actions.get(name))
+        .map(|b| {
+            let a = &b.action;
+            json!({ "name": a.name(), "type": a.kind(), "would_send": a.preview(&msg) })
+        })
         .collect();
     Ok(json!({
         "route": route,
         "matched": true,
         "template": r.template.name,
-        "message": p.message.content,
+        "message": msg.content,
         "serialize_actions": r.serialize,
         "actions": actions,
     }))
+}
+
+/// `postee dlq list|replay`.
+pub fn dlq(args: DlqArgs) -> i32 {
+    let path = crate::serve::db_path(args.data_dir.clone());
+    if !path.exists() {
+        eprintln!(
+            "error: no store at {} (set PATH_TO_DB or --data-dir as for the service)",
+            path.display()
+        );
+        return 1;
+    }
+    let store = match crate::store::Store::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match args.command {
+        DlqCommand::List { json } => {
+            let list = match store.dead_letters() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+            } else if list.is_empty() {
+                println!("no dead letters in {}", path.display());
+            } else {
+                println!(
+                    "{:<60} {:<16} {:<16} {:>8}  ERROR",
+                    "ID", "ROUTE", "ACTION", "ATTEMPTS"
+                );
+                for d in &list {
+                    let err: String = d.error.chars().take(120).collect();
+                    println!(
+                        "{:<60} {:<16} {:<16} {:>8}  {}",
+                        d.delivery.id,
+                        d.delivery.route,
+                        d.delivery.action,
+                        d.delivery.attempts,
+                        err
+                    );
+                }
+                println!("{} dead letters", list.len());
+            }
+            0
+        }
+        DlqCommand::Replay { ids, all } => {
+            if ids.is_empty() && !all {
+                eprintln!("error: name dead letter ids, or --all");
+                return 2;
+            }
+            // Refuse to queue deliveries for actions the config no longer has.
+            let cfg_path = cfgfile_for_subcommand(args.cfgfile);
+            let known: Option<Vec<String>> = match config::load_file(&cfg_path) {
+                (Some(c), _) => Some(
+                    c.actions
+                        .iter()
+                        .filter(|a| a.enable)
+                        .map(|a| a.name.clone())
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let dead = store.dead_letters().unwrap_or_default();
+            let wanted: Vec<String> = dead
+                .iter()
+                .filter(|d| all || ids.contains(&d.delivery.id))
+                .filter(|d| match &known {
+                    Some(k) if !k.contains(&d.delivery.action) => {
+                        eprintln!(
+                            "skipped {}: action `{}` is not enabled in {}",
+                            d.delivery.id,
+                            d.delivery.action,
+                            cfg_path.display()
+                        );
+                        false
+                    }
+                    _ => true,
+                })
+                .map(|d| d.delivery.id.clone())
+                .collect();
+            for id in &ids {
+                if !dead.iter().any(|d| &d.delivery.id == id) {
+                    eprintln!("no dead letter {id}");
+                }
+            }
+            match store.replay(Some(&wanted)) {
+                Ok(r) => {
+                    println!(
+                        "replayed {} dead letters; they are sent at the next start",
+                        r.len()
+                    );
+                    if known.is_none() {
+                        eprintln!(
+                            "note: {} could not be read, so actions were not checked",
+                            cfg_path.display()
+                        );
+                    }
+                    if r.len() == wanted.len() && (all || r.len() == ids.len()) {
+                        0
+                    } else {
+                        1
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+    }
 }

@@ -6,10 +6,12 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dispatch;
 pub mod intake;
 pub mod rego;
 pub mod routing;
 pub mod serve;
+pub mod store;
 pub mod templates;
 pub mod tls;
 

@@ -6,17 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
-
-use crate::app::{self, App, Paths};
+use crate::app::{self, Paths};
 use crate::cli::{ServeArgs, env_override};
 use crate::config;
-use crate::intake::{self, Intake, Job};
+use crate::dispatch::{Dispatcher, Upkeep};
+use crate::intake::{self, Intake};
+use crate::store::Store;
 
-/// Events waiting to be processed before intake answers 503.
-pub const QUEUE_CAPACITY: usize = 10_000;
-/// Events processed at the same time.
-pub const CONCURRENCY: usize = 64;
+/// How long delivered history is kept when `delete-old-data` (days) is not set.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The data directory: `--data-dir`/`POSTEE_DATA_DIR`, else the directory of `PATH_TO_DB`,
 /// else `$XDG_DATA_HOME/postee`, `~/.local/share/postee`, or `./postee-data`.
@@ -42,6 +40,36 @@ pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
         return PathBuf::from(h).join(".local/share/postee");
     }
     PathBuf::from("postee-data")
+}
+
+/// The store file: `PATH_TO_DB` (Postee's variable), else `webhooks.db` in the data directory.
+pub fn db_path(data_dir_flag: Option<PathBuf>) -> PathBuf {
+    match std::env::var("PATH_TO_DB") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => data_dir(data_dir_flag).join("webhooks.db"),
+    }
+}
+
+/// The API key: `api-key` in the config, else `POSTEE_API_KEY`, else one generated once and
+/// kept in the store; a generated key is also written to `<data dir>/api-key` (mode 0600).
+fn api_key(cfg: &config::Config, store: &Store, data: &std::path::Path) -> Result<String, String> {
+    let configured = cfg
+        .api_key
+        .as_ref()
+        .map(|s| s.expose().to_string())
+        .or_else(|| std::env::var("POSTEE_API_KEY").ok())
+        .filter(|k| !k.is_empty());
+    let key = store
+        .api_key(configured.as_deref())
+        .map_err(|e| e.to_string())?;
+    if configured.is_none() {
+        let file = data.join("api-key");
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(key.as_str()) {
+            crate::tls::write_private(&file, key.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        }
+    }
+    Ok(key)
 }
 
 /// Resolves `host:port` (Postee also accepts `:port`).
@@ -86,14 +114,14 @@ pub async fn run(args: ServeArgs) -> i32 {
 
     let (cfg, mut problems) = config::load_file(&cfg_path);
     let paths = Paths::from_env();
-    let app = match cfg {
-        Some(cfg) => app::build(&cfg, &paths, args.strict, &mut problems).await,
+    let app = match &cfg {
+        Some(cfg) => app::build(cfg, &paths, args.strict, &mut problems).await,
         None => None,
     };
     for p in problems.warnings() {
         tracing::warn!(path = %p.path, "config: {}", p.message);
     }
-    let Some(app) = app else {
+    let (Some(cfg), Some(app)) = (cfg, app) else {
         eprintln!(
             "error: cannot start: the config {} has problems:",
             cfg_path.display()
@@ -102,6 +130,46 @@ pub async fn run(args: ServeArgs) -> i32 {
         return 1;
     };
     let app = Arc::new(app);
+
+    let data = data_dir(args.data_dir.clone());
+    let db = db_path(args.data_dir.clone());
+    let store = match Store::open(&db) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&data) {
+        eprintln!(
+            "error: cannot create the data directory {}: {e}",
+            data.display()
+        );
+        return 1;
+    }
+    let key = match api_key(&cfg, &store, &data) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let upkeep = Upkeep {
+        retention: if cfg.delete_old_data > 0 {
+            Duration::from_secs(cfg.delete_old_data as u64 * 24 * 3600)
+        } else {
+            DEFAULT_RETENTION
+        },
+        max_db_size: cfg.max_db_size,
+        verify_interval: Duration::from_secs(cfg.db_verify_interval * 3600),
+    };
+    let dispatcher = match Dispatcher::start(app.clone(), store.clone(), upkeep) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot start delivery: {e}");
+            return 1;
+        }
+    };
 
     let http_listener = match resolve(&http_addr).await.and_then(bind) {
         Ok(l) => l,
@@ -113,7 +181,6 @@ pub async fn run(args: ServeArgs) -> i32 {
     let tls_enabled = !matches!(tls_addr.trim(), "" | "off" | "none" | "disabled");
     let mut tls_parts = None;
     if tls_enabled {
-        let data = data_dir(args.data_dir.clone());
         let files = match crate::tls::cert_files(&data) {
             Ok(f) => f,
             Err(e) => {
@@ -148,9 +215,7 @@ pub async fn run(args: ServeArgs) -> i32 {
         tls_parts = Some((listener, config));
     }
 
-    let (tx, rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
-    let route_names = app.routes.iter().map(|r| r.name.clone()).collect();
-    let intake = Intake::new(tx, route_names, args.max_body_bytes);
+    let intake = Intake::new(dispatcher.clone(), key, args.max_body_bytes);
     let router = intake::router(intake.clone());
     let handle = axum_server::Handle::<SocketAddr>::new();
 
@@ -185,12 +250,10 @@ pub async fn run(args: ServeArgs) -> i32 {
         http = ?http_local,
         https = ?tls_local,
         routes = app.routes.len(),
+        store = %db.display(),
         "postee {} started",
         env!("CARGO_PKG_VERSION")
     );
-
-    let stop = Arc::new(Notify::new());
-    let dispatcher = tokio::spawn(dispatch(app.clone(), rx, stop.clone()));
 
     let code = tokio::select! {
         sig = shutdown_signal() => {
@@ -204,49 +267,12 @@ pub async fn run(args: ServeArgs) -> i32 {
     };
     // Keep the listeners up while draining so clients and load balancers get a clear 503
     // (with Retry-After) on new events and on /healthz, instead of refused connections.
-    intake.stop_accepting();
-    stop.notify_one();
-    let deadline = Duration::from_secs(args.shutdown_timeout);
-    if tokio::time::timeout(deadline, dispatcher).await.is_err() {
-        tracing::warn!(
-            timeout_s = args.shutdown_timeout,
-            "shutdown deadline reached with deliveries still in flight"
-        );
-    }
+    dispatcher
+        .shutdown(Duration::from_secs(args.shutdown_timeout))
+        .await;
     handle.graceful_shutdown(Some(Duration::from_secs(2)));
     tracing::info!("stopped");
     code
-}
-
-/// Pulls accepted events and processes up to `CONCURRENCY` at a time. On `stop` it refuses
-/// new events, drains those already queued, and waits for everything in flight.
-async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<Job>, stop: Arc<Notify>) {
-    let sem = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut stopping = false;
-    loop {
-        let job = if stopping {
-            rx.recv().await
-        } else {
-            tokio::select! {
-                j = rx.recv() => j,
-                _ = stop.notified() => {
-                    stopping = true;
-                    rx.close();
-                    continue;
-                }
-            }
-        };
-        let Some((event, route)) = job else { break };
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            break;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            app.process(event, route).await;
-            drop(permit);
-        });
-    }
-    let _ = sem.acquire_many(CONCURRENCY as u32).await;
 }
 
 async fn shutdown_signal() -> &'static str {

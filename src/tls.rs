@@ -87,7 +87,8 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes a file only its owner can read (keys).
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

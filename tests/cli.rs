@@ -162,8 +162,8 @@ fn each_config_error_class_is_reported() {
             "input-files `Nope.rego`: not found",
         ),
         (
-            "routes:\n- {name: r, template: t, actions: [a], plugins: {unique-message-props: [digest]}}\ntemplates:\n- {name: t, rego-package: postee.rawmessage.json}\nactions:\n- {name: a, type: stdout, enable: true}\n",
-            "plugin `unique-message-props` is not supported yet",
+            "routes:\n- {name: r, template: t, actions: [a], plugins: {aggregate-message-number: 3}}\ntemplates:\n- {name: t, rego-package: postee.rawmessage.json}\nactions:\n- {name: a, type: stdout, enable: true}\n",
+            "plugin `aggregate-message-number` is not supported yet",
         ),
         (
             "routes:\n- name: r\n  plugins: {unique-message-timeout: 2x}\n",

@@ -215,10 +215,15 @@ actions:
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.received_at("/a").len(), 1);
     assert_eq!(sink.received_at("/b").len(), 2);
-    // /events lists bodies posted to / and /scan (not /tenant), oldest first.
-    let (status, events) = get(&p.url("/events"));
+    // Postee's /events form lists bodies posted to / and /scan (not /tenant), oldest first.
+    assert_eq!(
+        get(&p.url("/events?format=postee")).0,
+        401,
+        "the API key is required"
+    );
+    let (status, events) = p.api_get("/events?format=postee");
     assert_eq!(status, 200);
-    assert_eq!(json(&events), serde_json::json!([{"y": 2}]));
+    assert_eq!(events, serde_json::json!([{"y": 2}]));
 }
 
 #[test]
@@ -304,7 +309,7 @@ actions:
 }
 
 #[test]
-fn failed_deliveries_are_logged_as_json_with_their_classification() {
+fn delivery_outcomes_are_logged_as_json_with_retries_and_dead_letters() {
     let sink = Sink::start();
     sink.respond(503, "busy");
     sink.respond(400, "bad request body");
@@ -319,7 +324,7 @@ templates:
   - name: raw
     rego-package: postee.rawmessage.json
 actions:
-  - {{name: hook, type: webhook, enable: true, url: "{}"}}
+  - {{name: hook, type: webhook, enable: true, url: "{}", retry: {{initial-delay: 20ms, max-delay: 50ms}}}}
   - {{name: broken-script, type: exec, enable: true, exec-script: "echo failure; exit 3"}}
 "#,
         sink.url("/hook")
@@ -333,21 +338,22 @@ actions:
         },
     );
     assert_eq!(p.post("/", b"{\"n\":1}").0, 200);
-    p.wait_deliveries(2);
-    assert_eq!(p.post("/", b"{\"n\":2}").0, 200);
-    p.wait_deliveries(4);
+    p.wait_deliveries(3);
     let lines: Vec<serde_json::Value> = p
         .stderr()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .filter(|v: &serde_json::Value| v.get("outcome").is_some())
         .collect();
-    assert_eq!(lines.len(), 4, "{}", p.stderr());
+    assert_eq!(lines.len(), 3, "{}", p.stderr());
     let hook: Vec<&serde_json::Value> = lines.iter().filter(|l| l["action"] == "hook").collect();
-    assert_eq!(hook[0]["outcome"], "failed");
+    assert_eq!(hook[0]["outcome"], "retrying");
     assert_eq!(hook[0]["transient"], true);
+    assert_eq!(hook[0]["attempt"], 1);
     assert!(hook[0]["error"].as_str().unwrap().contains("'503'"));
+    assert_eq!(hook[1]["outcome"], "dead");
     assert_eq!(hook[1]["transient"], false);
+    assert_eq!(hook[1]["attempt"], 2);
     assert!(
         hook[1]["error"]
             .as_str()
@@ -362,7 +368,8 @@ actions:
         .iter()
         .filter(|l| l["action"] == "broken-script")
         .collect();
-    assert_eq!(script.len(), 2);
+    assert_eq!(script.len(), 1);
+    assert_eq!(script[0]["outcome"], "dead");
     assert!(
         script[0]["error"]
             .as_str()
@@ -371,6 +378,10 @@ actions:
         "{:?}",
         script[0]
     );
+    // Both are dead letters, with their last error.
+    let (status, dead) = p.api_get("/dlq");
+    assert_eq!(status, 200);
+    assert_eq!(dead.as_array().unwrap().len(), 2, "{dead}");
 }
 
 #[test]
@@ -529,6 +540,8 @@ fn environment_overrides_follow_postee_precedence() {
         .env("POSTEE_HTTP", format!("127.0.0.1:{b}"))
         .env("AQUAALERT_CFG", "/nonexistent/other.yaml")
         .env("POSTEE_CFG", &real_cfg)
+        .env("POSTEE_DATA_DIR", dir.path().join("data"))
+        .env_remove("PATH_TO_DB")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -34,6 +34,8 @@ pub struct Config {
     pub delete_old_data: i64,
     /// `strict: true` turns every warning into an error.
     pub strict: bool,
+    /// `api-key` (ours; also env `POSTEE_API_KEY`): protects the management endpoints.
+    pub api_key: Option<Secret>,
     pub routes: Vec<RouteConfig>,
     pub templates: Vec<TemplateConfig>,
     pub rules: Vec<RuleConfig>,
@@ -105,8 +107,39 @@ pub struct ActionConfig {
     pub kind: String,
     pub enable: bool,
     pub runs_on: Option<String>,
+    /// `retry:` (ours): how failed deliveries are retried.
+    pub retry: RetryPolicy,
+    /// `concurrency:` (ours): deliveries of this action sent at the same time.
+    pub concurrency: usize,
     pub fields: Fields,
 }
+
+/// Retry policy of an action (`retry: {max-attempts, max-age, initial-delay, max-delay}`).
+/// Transient failures are retried with exponential backoff and full jitter, honouring
+/// `Retry-After`, until `max-attempts` attempts or `max-age` since the event; then the
+/// delivery becomes a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_age: std::time::Duration,
+    pub initial_delay: std::time::Duration,
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            max_age: std::time::Duration::from_secs(3600),
+            initial_delay: std::time::Duration::from_secs(10),
+            max_delay: std::time::Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Default `concurrency` of an action.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const RETRY_KEYS: &[&str] = &["max-attempts", "max-age", "initial-delay", "max-delay"];
 
 /// How a key's value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +238,7 @@ pub const GENERAL_KEYS: &[&str] = &[
     "db-verify-interval",
     "delete-old-data",
     "strict",
+    "api-key",
     "routes",
     "templates",
     "rules",
@@ -236,7 +270,8 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "body",
 ];
 pub const RULE_KEYS: &[&str] = &["name", "id"];
-pub const ACTION_COMMON_KEYS: &[&str] = &["name", "type", "enable", "runs-on"];
+pub const ACTION_COMMON_KEYS: &[&str] =
+    &["name", "type", "enable", "runs-on", "retry", "concurrency"];
 
 /// Every action type Postee knows, with the keys it reads (spec §3.7) and their kinds.
 /// `exec.timeout` is ours: Postee runs scripts without a limit.
@@ -477,6 +512,13 @@ pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
         .int(&top, "delete-old-data", "delete-old-data")
         .unwrap_or(0);
     cfg.strict = r.bool(&top, "strict", "strict").unwrap_or(false);
+    if let Some(raw) = r.string(&top, "api-key", "") {
+        let (secret, err) = secret::resolve(&raw);
+        if let Some(e) = err {
+            r.problems.error("api-key", e.to_string());
+        }
+        cfg.api_key = Some(secret);
+    }
 
     for (i, item) in r.list_of_maps(&top, "routes").into_iter().enumerate() {
         cfg.routes.push(r.route(i, &item));
@@ -903,6 +945,16 @@ impl Reader<'_> {
         let runs_on = self
             .string(&common, "runs-on", &path)
             .filter(|s| !s.is_empty());
+        let retry = self.retry(&common, &path);
+        let concurrency = match self.int(&common, "concurrency", &path) {
+            None => DEFAULT_CONCURRENCY,
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(_) => {
+                self.problems
+                    .error(join(&path, "concurrency"), "must be between 1 and 1024");
+                DEFAULT_CONCURRENCY
+            }
+        };
         let Some(schema) = action_schema(&kind) else {
             let types = action_type_names();
             let hint = match problems::closest(&kind, &types) {
@@ -977,8 +1029,56 @@ impl Reader<'_> {
             kind,
             enable,
             runs_on,
+            retry,
+            concurrency,
             fields,
         })
+    }
+
+    fn retry(&mut self, common: &Map<String, Value>, path: &str) -> RetryPolicy {
+        let mut policy = RetryPolicy::default();
+        let o = match common.get("retry") {
+            None | Some(Value::Null) => return policy,
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                self.problems.error(
+                    join(path, "retry"),
+                    format!(
+                        "expected a mapping of {}, found {}",
+                        RETRY_KEYS.join(", "),
+                        type_name(other)
+                    ),
+                );
+                return policy;
+            }
+        };
+        let p = join(path, "retry");
+        let o = self.keys(o, RETRY_KEYS, &p, "retry");
+        match self.int(&o, "max-attempts", &p) {
+            Some(n) if (1..=1000).contains(&n) => policy.max_attempts = n as u32,
+            Some(_) => self
+                .problems
+                .error(join(&p, "max-attempts"), "must be between 1 and 1000"),
+            None => {}
+        }
+        for (key, slot) in [
+            ("max-age", &mut policy.max_age),
+            ("initial-delay", &mut policy.initial_delay),
+            ("max-delay", &mut policy.max_delay),
+        ] {
+            if let Some(s) = self.string(&o, key, &p) {
+                match duration::parse_go_duration(&s) {
+                    Ok(d) if !d.is_zero() => *slot = d,
+                    Ok(_) => self.problems.error(join(&p, key), "must be more than 0"),
+                    Err(e) => self.problems.error(join(&p, key), e),
+                }
+            }
+        }
+        if policy.initial_delay > policy.max_delay {
+            self.problems
+                .error(&p, "initial-delay is longer than max-delay");
+        }
+        policy
     }
 
     fn kube_actions(
@@ -1144,6 +1244,35 @@ mod tests {
         let mut p = Problems::default();
         assert!(parse("routes: [\n", &mut p).is_none());
         assert!(p.errors().any(|e| e.message.contains("invalid YAML")));
+    }
+
+    #[test]
+    fn retry_and_concurrency_parse_with_defaults() {
+        let (c, p) = parse_ok(
+            "actions:\n- {name: a, type: stdout, retry: {max-attempts: 3, initial-delay: 50ms, max-delay: 1s}, concurrency: 2}\n- {name: b, type: stdout}\n",
+        );
+        assert!(!p.has_errors(), "{p}");
+        let r = c.actions[0].retry;
+        assert_eq!(r.max_attempts, 3);
+        assert_eq!(r.initial_delay, std::time::Duration::from_millis(50));
+        assert_eq!(r.max_age, RetryPolicy::default().max_age);
+        assert_eq!(c.actions[0].concurrency, 2);
+        assert_eq!(c.actions[1].retry, RetryPolicy::default());
+        let mut p = Problems::default();
+        parse(
+            "actions:\n- {name: a, type: stdout, retry: {max-attempts: 0, max-age: soon}}\n",
+            &mut p,
+        );
+        let e: Vec<String> = p.errors().map(|e| e.to_string()).collect();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("actions[a].retry.max-attempts")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("actions[a].retry.max-age")),
+            "{e:?}"
+        );
     }
 
     #[test]

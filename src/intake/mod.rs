@@ -1,54 +1,50 @@
 //! The webhook server (spec §2.1): `POST /`, `/scan`, `/tenant/{route}`, `GET /ping`,
-//! `/healthz`, `/events`, served alike over HTTP and HTTPS.
+//! `/healthz`, and the management API (`/events`, `/dlq`, with the API key), served alike
+//! over HTTP and HTTPS.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use regorus::Value;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use crate::app::Event;
+use crate::dispatch::{AcceptError, Dispatcher};
+use crate::store::{self, JournalEntry};
 
 /// Default largest accepted request body.
 pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
-/// How many recent events `GET /events` keeps (Postee keeps 1000).
-pub const RECENT_EVENTS: usize = 1000;
-
-/// An accepted event and the route it is for (`None`: every route).
-pub type Job = (Event, Option<String>);
+/// Most events `GET /events` returns.
+pub const MAX_EVENTS_LISTED: usize = 1000;
 
 pub struct Intake {
-    pub tx: mpsc::Sender<Job>,
-    pub accepting: AtomicBool,
+    pub dispatcher: Arc<Dispatcher>,
     pub route_names: Vec<String>,
-    pub recent: Mutex<VecDeque<Bytes>>,
     pub body_limit: usize,
+    /// Key for the management endpoints (`/events`, `/dlq`).
+    pub api_key: String,
 }
 
 impl Intake {
-    pub fn new(tx: mpsc::Sender<Job>, route_names: Vec<String>, body_limit: usize) -> Arc<Self> {
+    pub fn new(dispatcher: Arc<Dispatcher>, api_key: String, body_limit: usize) -> Arc<Self> {
+        let route_names = dispatcher
+            .app
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         Arc::new(Intake {
-            tx,
-            accepting: AtomicBool::new(true),
+            dispatcher,
             route_names,
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
             body_limit,
+            api_key,
         })
-    }
-
-    /// Stop taking events (shutdown): new posts get 503 and `/healthz` fails.
-    pub fn stop_accepting(&self) {
-        self.accepting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -61,6 +57,10 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/ping", get(ping))
         .route("/healthz", get(healthz))
         .route("/events", get(events))
+        .route("/events/{id}", get(event))
+        .route("/dlq", get(dlq_list))
+        .route("/dlq/replay", post(dlq_replay_all))
+        .route("/dlq/{id}/replay", post(dlq_replay_one))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(intake)
@@ -104,14 +104,12 @@ async fn post_tenant(
     accept(&intake, body, Some(route)).await
 }
 
+/// Answers 200 with the event id only once the event is committed to disk.
 async fn accept(
     intake: &Intake,
     body: Result<Bytes, BytesRejection>,
     route: Option<String>,
 ) -> Response {
-    if !intake.accepting.load(Ordering::SeqCst) {
-        return unavailable("postee is shutting down; retry later", 5);
-    }
     let body = match body {
         Ok(b) => b,
         Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -129,30 +127,21 @@ async fn accept(
         Ok(v) => v,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let event = Event {
-        id: new_event_id(),
-        received_at: SystemTime::now(),
-        input,
+    let entry = JournalEntry {
+        route,
+        received_at_ms: store::now_ms(),
+        // parse_event checked it is UTF-8.
+        body: String::from_utf8_lossy(&body).into_owned(),
     };
-    let id = event.id.clone();
-    match intake.tx.try_send((event, route.clone())) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            return unavailable("too many events are waiting; retry later", 1);
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            return unavailable("postee is shutting down; retry later", 5);
+    match intake.dispatcher.accept(entry, input).await {
+        Ok(id) => (StatusCode::OK, axum::Json(json!({ "id": id }))).into_response(),
+        Err(e @ AcceptError::ShuttingDown) => unavailable(&e.to_string(), 5),
+        Err(e @ (AcceptError::Busy | AcceptError::Full)) => unavailable(&e.to_string(), 5),
+        Err(e @ AcceptError::Store(_)) => {
+            tracing::error!(error = %e, "event refused");
+            unavailable(&e.to_string(), 10)
         }
     }
-    if route.is_none() {
-        let mut recent = intake.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == RECENT_EVENTS {
-            recent.pop_front();
-        }
-        recent.push_back(body);
-    }
-    tracing::debug!(event_id = %id, route = route.as_deref().unwrap_or("*"), "event accepted");
-    (StatusCode::OK, axum::Json(json!({ "id": id }))).into_response()
 }
 
 /// Parses a body into an event: it must be UTF-8 JSON and a JSON object.
@@ -184,29 +173,179 @@ async fn ping() -> Response {
 }
 
 async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
-    if !intake.accepting.load(Ordering::SeqCst) || intake.tx.is_closed() {
-        unavailable("not accepting events: shutting down", 5)
-    } else if intake.tx.capacity() == 0 {
-        unavailable("not accepting events: the queue is full", 1)
-    } else {
+    if intake.dispatcher.is_accepting() {
         (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+    } else {
+        unavailable(
+            "not accepting events (shutting down, queue full or store full)",
+            5,
+        )
     }
 }
 
-/// Postee's `/events`: the last bodies received on `/` and `/scan`, oldest first, as a JSON
-/// array (ours are always valid JSON: non-JSON bodies are refused at intake).
-async fn events(State(intake): State<Arc<Intake>>) -> Response {
-    let recent = intake.recent.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = Vec::with_capacity(recent.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
-    out.push(b'[');
-    for (i, b) in recent.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+/// The API key from `X-Api-Key`, `Authorization: Bearer`, or `?key=` (Postee's `/reload`).
+fn authorized(
+    intake: &Intake,
+    headers: &HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_string)
+        })
+        .or_else(|| query.get("key").cloned());
+    match given {
+        // Compare without an early exit on the first differing byte.
+        Some(g) if g.len() == intake.api_key.len() => {
+            g.bytes()
+                .zip(intake.api_key.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
         }
-        out.extend_from_slice(b);
+        _ => false,
     }
-    out.push(b']');
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API key (send it as X-Api-Key; see docs/operations.md)",
+    )
+}
+
+type Params = Query<std::collections::HashMap<String, String>>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Recent events with, per route, whether it matched and, per action, the delivery status.
+/// `?format=postee` gives Postee's form: the raw bodies posted to `/` and `/scan`, oldest first.
+async fn events(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, MAX_EVENTS_LISTED);
+    let store = intake.dispatcher.store.clone();
+    let recs = match blocking(move || store.recent_events(limit)).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if q.get("format").is_some_and(|f| f == "postee") {
+        let mut out = b"[".to_vec();
+        let mut first = true;
+        for r in recs.iter().rev().filter(|r| r.tenant.is_none()) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(r.body.as_bytes());
+        }
+        out.push(b']');
+        return ([(header::CONTENT_TYPE, "application/json")], out).into_response();
+    }
+    let list: Vec<serde_json::Value> = recs.iter().map(store::event_json).collect();
+    axum::Json(list).into_response()
+}
+
+async fn event(
+    State(intake): State<Arc<Intake>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    let store = intake.dispatcher.store.clone();
+    let key = id.clone();
+    match blocking(move || store.event(&key)).await {
+        Ok(Some(v)) => axum::Json(v).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id:?}")),
+        Err(resp) => resp,
+    }
+}
+
+async fn dlq_list(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    let store = intake.dispatcher.store.clone();
+    match blocking(move || store.dead_letters()).await {
+        Ok(list) => axum::Json(list).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+async fn replay(intake: &Intake, ids: Option<Vec<String>>) -> Response {
+    let store = intake.dispatcher.store.clone();
+    let wanted = ids.clone();
+    match blocking(move || store.replay(wanted.as_deref())).await {
+        Ok(replayed) => {
+            if let Some(ids) = &ids
+                && replayed.is_empty()
+            {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no dead letter {:?}", ids[0]),
+                );
+            }
+            for d in &replayed {
+                intake.dispatcher.notify(&d.action);
+            }
+            let ids: Vec<&str> = replayed.iter().map(|d| d.id.as_str()).collect();
+            axum::Json(json!({ "replayed": ids })).into_response()
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn dlq_replay_all(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    replay(&intake, None).await
+}
+
+async fn dlq_replay_one(
+    State(intake): State<Arc<Intake>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    replay(&intake, Some(vec![id])).await
 }
 
 async fn not_found() -> Response {

@@ -1,6 +1,8 @@
 //! Route conditions: Postee's `input:` expressions and `input-files:` filters, compiled once
 //! at load with regorus and evaluated per event against `data.postee.allow` (spec §4.3).
 
+pub mod dedup;
+
 use std::path::{Path, PathBuf};
 
 use regorus::{Engine, Value};

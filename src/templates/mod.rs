@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regorus::{Engine, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::TemplateConfig;
 use crate::rego;
 
 /// What a template produced for one event: Postee's "content" map (spec §4.5).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Rendered {
     pub title: String,
     /// The template's `result`, serialized as Postee does when it is not a string.

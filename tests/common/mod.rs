@@ -83,6 +83,8 @@ impl Postee {
             .env_remove("AQUAALERT_CFG")
             .env_remove("POSTEE_HTTP")
             .env_remove("AQUAALERT_URL")
+            .env_remove("PATH_TO_DB")
+            .env_remove("POSTEE_API_KEY")
             .env("REGO_FILTERS_PATH", dir.path().join("rego-filters"))
             .env("REGO_TEMPLATES_PATH", dir.path().join("rego-templates"))
             .env("RUST_LOG", "info")
@@ -131,6 +133,56 @@ impl Postee {
 
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// The generated API key (written to the data directory at start).
+    pub fn api_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data/api-key")).expect("api-key file")
+    }
+
+    /// GET a management endpoint with the API key; returns (status, JSON).
+    pub fn api_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (s, body) = get_with_key(&self.url(path), &self.api_key());
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub fn api_post(&self, path: &str) -> (u16, serde_json::Value) {
+        let key = self.api_key();
+        let url = self.url(path);
+        block_on(async {
+            let r = client()
+                .post(&url)
+                .header("X-Api-Key", key)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json().await.unwrap_or(serde_json::Value::Null))
+        })
+    }
+
+    /// Kills the process hard (SIGKILL) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts postee again on the same directory and config (new ports).
+    pub fn restart(&mut self, opts: PosteeOptions) {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let cfg = std::fs::read_to_string(dir.path().join("cfg.yaml")).unwrap();
+        // Keep the old log.
+        let _ = std::fs::rename(
+            dir.path().join("stderr.log"),
+            dir.path().join("stderr.1.log"),
+        );
+        *self = Postee::start_in(dir, &cfg, opts);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -206,7 +258,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Minimal blocking HTTP client on top of reqwest's blocking-free API: a one-off runtime.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -214,7 +266,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -227,6 +279,20 @@ pub fn ureq_get(url: &str) -> Result<(u16, String), String> {
         let r = client().get(url).send().await.map_err(|e| e.to_string())?;
         let s = r.status().as_u16();
         Ok((s, r.text().await.unwrap_or_default()))
+    })
+}
+
+pub fn get_with_key(url: &str, key: &str) -> (u16, String) {
+    let (url, key) = (url.to_string(), key.to_string());
+    block_on(async {
+        let r = client()
+            .get(&url)
+            .header("X-Api-Key", key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let s = r.status().as_u16();
+        (s, r.text().await.unwrap_or_default())
     })
 }
 
@@ -252,6 +318,9 @@ pub fn post(url: &str, body: &[u8]) -> (u16, String) {
 /// One request a sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub at: Instant,
+    /// The status the sink answered with.
+    pub status: u16,
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, Vec<String>>,
@@ -270,11 +339,22 @@ impl Received {
     }
 }
 
+/// A canned response.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Clone, Default)]
 struct SinkState {
     received: Arc<Mutex<Vec<Received>>>,
-    /// Responses to give, in order; when empty, 200.
-    responses: Arc<Mutex<Vec<(u16, String)>>>,
+    /// Responses to give, in order; when empty, `default` (or 200).
+    responses: Arc<Mutex<Vec<Reply>>>,
+    default: Arc<Mutex<Option<Reply>>>,
+    /// Per-path delay before answering.
+    delays: Arc<Mutex<BTreeMap<String, Duration>>>,
 }
 
 /// A local HTTP server on a thread of its own that records requests.
@@ -311,11 +391,36 @@ impl Sink {
 
     /// Queues a response (status, body) for the next request.
     pub fn respond(&self, status: u16, body: &str) {
+        self.respond_with(status, body, &[]);
+    }
+
+    pub fn respond_with(&self, status: u16, body: &str, headers: &[(&str, &str)]) {
+        self.state.responses.lock().unwrap().push(Reply {
+            status,
+            body: body.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+
+    /// The response once queued ones run out (`None`: 200).
+    pub fn set_default(&self, status: Option<u16>) {
+        *self.state.default.lock().unwrap() = status.map(|s| Reply {
+            status: s,
+            body: "default".into(),
+            headers: vec![],
+        });
+    }
+
+    /// Answers requests to `path` only after `d`.
+    pub fn delay(&self, path: &str, d: Duration) {
         self.state
-            .responses
+            .delays
             .lock()
             .unwrap()
-            .push((status, body.to_string()));
+            .insert(path.to_string(), d);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -350,27 +455,44 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let mut h: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in &headers {
         h.entry(k.as_str().to_string())
             .or_default()
             .push(v.to_str().unwrap_or("").to_string());
     }
+    let delay = st.delays.lock().unwrap().get(uri.path()).copied();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let reply = {
+        let mut r = st.responses.lock().unwrap();
+        if r.is_empty() {
+            st.default.lock().unwrap().clone()
+        } else {
+            Some(r.remove(0))
+        }
+    }
+    .unwrap_or(Reply {
+        status: 200,
+        body: "ok".into(),
+        headers: vec![],
+    });
     st.received.lock().unwrap().push(Received {
+        at: Instant::now(),
+        status: reply.status,
         method: method.to_string(),
         path: uri.path().to_string(),
         headers: h,
         body: body.to_vec(),
     });
-    let next = {
-        let mut r = st.responses.lock().unwrap();
-        if r.is_empty() {
-            None
-        } else {
-            Some(r.remove(0))
-        }
-    };
-    let (status, body) = next.unwrap_or((200, "ok".to_string()));
-    (StatusCode::from_u16(status).unwrap(), body)
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    resp
 }

@@ -1,0 +1,1049 @@
+//! The embedded store (redb, one file at `PATH_TO_DB`): the journal of acknowledged events,
+//! the outbox of deliveries and its due-time index, dead letters, dedup keys, event history.
+//!
+//! Durability: a journal append is committed with fsync before the event is acknowledged.
+//! Everything after that (routing, outcomes) commits without fsync and is made durable by
+//! the next fsync'd commit (`flush`, at most a second later): a crash can only roll those
+//! back to a state that is replayed (re-routed, re-sent), never lose an acknowledged event.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::templates::Rendered;
+
+const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+const DUE: TableDefinition<&str, ()> = TableDefinition::new("due");
+const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
+const DEDUP: TableDefinition<&str, &[u8]> = TableDefinition::new("dedup");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+#[error("store {path}: {message}")]
+pub struct StoreError {
+    pub path: String,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An acknowledged event not yet routed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// `POST /tenant/{route}`: only this route.
+    pub route: Option<String>,
+    pub received_at_ms: u64,
+    pub body: String,
+}
+
+/// One (event, route, action) delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub route: String,
+    pub action: String,
+    pub content: Rendered,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub created_at_ms: u64,
+    pub due_at_ms: u64,
+    pub last_error: Option<String>,
+    /// The route's dedup key held for this event (released when every delivery is dead).
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+    /// `serialize-actions`: the actions that get this content after this one has finished.
+    #[serde(default)]
+    pub then: Vec<String>,
+}
+
+fn delivery_id(event_id: &str, route: &str, action: &str) -> String {
+    format!("{event_id}:{route}:{action}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub delivery: Delivery,
+    pub dead_at_ms: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub action: String,
+    pub delivery_id: String,
+    pub status: Status,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub route: String,
+    pub matched: bool,
+    /// Why nothing was sent although it matched (template error, duplicate, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// The history of one routed event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub received_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub body: String,
+    pub routed_at_ms: u64,
+    pub routes: Vec<RouteRecord>,
+}
+
+impl EventRecord {
+    /// Every delivery of the event has ended (delivered or dead).
+    pub fn finished(&self) -> bool {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.actions)
+            .all(|a| a.status != Status::Pending)
+    }
+}
+
+/// What routing decided for one route of one event, to commit.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub route: String,
+    pub matched: bool,
+    pub note: Option<String>,
+    /// The rendered content and the actions to deliver it to (empty when nothing is sent).
+    pub content: Option<Rendered>,
+    pub actions: Vec<String>,
+    /// `serialize-actions`: deliver to one action after the other, in list order.
+    pub serialize: bool,
+    /// Dedup key (already scoped to the route) and its time to live in seconds (0: forever).
+    pub dedup: Option<(String, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventPlan {
+    pub id: String,
+    pub entry: JournalEntry,
+    pub routes: Vec<RoutePlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DedupRecord {
+    event_id: String,
+    /// 0: never expires.
+    expires_at_ms: u64,
+}
+
+fn due_key(action: &str, due_at_ms: u64, delivery_id: &str) -> String {
+    format!("{action}\u{0}{due_at_ms:020}\u{0}{delivery_id}")
+}
+
+fn due_prefix(action: &str) -> (String, String) {
+    (format!("{action}\u{0}"), format!("{action}\u{1}"))
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    /// A commit without fsync happened since the last fsync'd one.
+    dirty: AtomicBool,
+}
+
+impl Store {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Opens (or creates) the store file, creating its directory.
+    pub fn open(path: &Path) -> Result<Store> {
+        let err = |m: String| StoreError {
+            path: path.display().to_string(),
+            message: m,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create directory: {e}")))?;
+        }
+        let db = Database::create(path).map_err(|e| {
+            let m = e.to_string();
+            if m.contains("already open") || m.contains("lock") {
+                err(
+                    "the store is in use by another postee process (stop it, or use its HTTP API)"
+                        .into(),
+                )
+            } else {
+                err(m)
+            }
+        })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            dirty: AtomicBool::new(false),
+        };
+        let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        {
+            txn.open_table(JOURNAL).map_err(|e| store.err(e))?;
+            txn.open_table(EVENTS).map_err(|e| store.err(e))?;
+            txn.open_table(OUTBOX).map_err(|e| store.err(e))?;
+            txn.open_table(DUE).map_err(|e| store.err(e))?;
+            txn.open_table(DEAD).map_err(|e| store.err(e))?;
+            txn.open_table(DEDUP).map_err(|e| store.err(e))?;
+            txn.open_table(META).map_err(|e| store.err(e))?;
+        }
+        txn.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, durable: bool) -> Result<redb::WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        if !durable {
+            txn.set_durability(Durability::None)
+                .map_err(|e| self.err(e))?;
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        Ok(txn)
+    }
+
+    /// Makes every earlier non-fsync'd commit durable.
+    pub fn flush(&self) -> Result<()> {
+        if self.dirty.swap(false, Ordering::SeqCst) {
+            let txn = self.write(true)?;
+            txn.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends acknowledged events, with fsync. One call is one commit (group commit).
+    pub fn append_journal(&self, entries: &[(String, JournalEntry)]) -> Result<()> {
+        let txn = self.write(true)?;
+        {
+            let mut t = txn.open_table(JOURNAL).map_err(|e| self.err(e))?;
+            for (id, e) in entries {
+                let v = serde_json::to_vec(e).map_err(|e| self.err(e))?;
+                t.insert(id.as_str(), v.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        // A durable commit also persists earlier non-durable ones.
+        self.dirty.store(false, Ordering::SeqCst);
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every journal entry (acknowledged, not yet routed), oldest first.
+    pub fn journal(&self) -> Result<Vec<(String, JournalEntry)>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.range::<&str>(..).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let Ok(e) = serde_json::from_slice(v.value()) {
+                out.push((k.value().to_string(), e));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn journal_len(&self) -> Result<u64> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
+        t.len().map_err(|e| self.err(e))
+    }
+
+    /// Commits routing decisions: the journal entries go, the history and the deliveries
+    /// (outbox + due index) and dedup keys come, in one transaction. Returns the actions that
+    /// got new deliveries.
+    pub fn commit_routing(&self, plans: Vec<EventPlan>) -> Result<HashSet<String>> {
+        let now = now_ms();
+        let mut touched = HashSet::new();
+        let txn = self.write(false)?;
+        {
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut dedup = txn.open_table(DEDUP).map_err(|e| self.err(e))?;
+            for plan in plans {
+                journal.remove(plan.id.as_str()).map_err(|e| self.err(e))?;
+                let mut record = EventRecord {
+                    id: plan.id.clone(),
+                    received_at_ms: plan.entry.received_at_ms,
+                    tenant: plan.entry.route.clone(),
+                    body: plan.entry.body,
+                    routed_at_ms: now,
+                    routes: Vec::new(),
+                };
+                for rp in plan.routes {
+                    let mut rr = RouteRecord {
+                        route: rp.route.clone(),
+                        matched: rp.matched,
+                        note: rp.note,
+                        actions: Vec::new(),
+                    };
+                    let Some(content) = rp.content else {
+                        record.routes.push(rr);
+                        continue;
+                    };
+                    if let Some((key, ttl)) = &rp.dedup {
+                        let existing = dedup
+                            .get(key.as_str())
+                            .map_err(|e| self.err(e))?
+                            .and_then(|v| serde_json::from_slice::<DedupRecord>(v.value()).ok());
+                        if let Some(d) = existing
+                            && (d.expires_at_ms == 0 || d.expires_at_ms > now)
+                        {
+                            rr.note = Some(format!(
+                                "duplicate of event {} (unique-message-props); not sent",
+                                d.event_id
+                            ));
+                            record.routes.push(rr);
+                            continue;
+                        }
+                        let d = DedupRecord {
+                            event_id: plan.id.clone(),
+                            expires_at_ms: if *ttl == 0 { 0 } else { now + ttl * 1000 },
+                        };
+                        let v = serde_json::to_vec(&d).map_err(|e| self.err(e))?;
+                        dedup
+                            .insert(key.as_str(), v.as_slice())
+                            .map_err(|e| self.err(e))?;
+                    }
+                    // With serialize-actions only the first action is queued; each next one
+                    // is queued when the one before it has finished.
+                    let queued = if rp.serialize { 1 } else { rp.actions.len() };
+                    for (i, action) in rp.actions.iter().enumerate() {
+                        let id = delivery_id(&plan.id, &rp.route, action);
+                        if i < queued {
+                            let d = Delivery {
+                                id: id.clone(),
+                                event_id: plan.id.clone(),
+                                route: rp.route.clone(),
+                                action: action.clone(),
+                                content: content.clone(),
+                                attempts: 0,
+                                created_at_ms: now,
+                                due_at_ms: now,
+                                last_error: None,
+                                dedup_key: rp.dedup.as_ref().map(|(k, _)| k.clone()),
+                                then: if rp.serialize {
+                                    rp.actions[1..].to_vec()
+                                } else {
+                                    Vec::new()
+                                },
+                            };
+                            self.queue(&mut outbox, &mut due, &d)?;
+                            touched.insert(action.clone());
+                        }
+                        rr.actions.push(ActionRecord {
+                            action: action.clone(),
+                            delivery_id: id,
+                            status: Status::Pending,
+                            attempts: 0,
+                            last_error: None,
+                            updated_at_ms: now,
+                        });
+                    }
+                    record.routes.push(rr);
+                }
+                let v = serde_json::to_vec(&record).map_err(|e| self.err(e))?;
+                events
+                    .insert(plan.id.as_str(), v.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(touched)
+    }
+
+    fn queue(
+        &self,
+        outbox: &mut redb::Table<&str, &[u8]>,
+        due: &mut redb::Table<&str, ()>,
+        d: &Delivery,
+    ) -> Result<()> {
+        let v = serde_json::to_vec(d).map_err(|e| self.err(e))?;
+        outbox
+            .insert(d.id.as_str(), v.as_slice())
+            .map_err(|e| self.err(e))?;
+        due.insert(due_key(&d.action, d.due_at_ms, &d.id).as_str(), ())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// After a serialized delivery finished, queues the next action of its chain.
+    fn queue_next(
+        &self,
+        outbox: &mut redb::Table<&str, &[u8]>,
+        due: &mut redb::Table<&str, ()>,
+        d: &Delivery,
+        now: u64,
+    ) -> Result<Option<String>> {
+        let Some((next, rest)) = d.then.split_first() else {
+            return Ok(None);
+        };
+        let n = Delivery {
+            id: delivery_id(&d.event_id, &d.route, next),
+            action: next.clone(),
+            attempts: 0,
+            created_at_ms: now,
+            due_at_ms: now,
+            last_error: None,
+            then: rest.to_vec(),
+            ..d.clone()
+        };
+        self.queue(outbox, due, &n)?;
+        Ok(Some(next.clone()))
+    }
+
+    /// Deliveries of `action` due by `now`, oldest due first, skipping `busy` ones.
+    pub fn due(
+        &self,
+        action: &str,
+        now: u64,
+        limit: usize,
+        busy: &HashSet<String>,
+    ) -> Result<Vec<Delivery>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let due = r.open_table(DUE).map_err(|e| self.err(e))?;
+        let outbox = r.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let (lo, hi) = due_prefix(action);
+        let mut out = Vec::new();
+        for item in due
+            .range(lo.as_str()..hi.as_str())
+            .map_err(|e| self.err(e))?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let key = k.value();
+            let mut parts = key.splitn(3, '\u{0}');
+            let (_, at, id) = (parts.next(), parts.next(), parts.next());
+            let (Some(at), Some(id)) = (at.and_then(|a| a.parse::<u64>().ok()), id) else {
+                continue;
+            };
+            if at > now {
+                break;
+            }
+            if busy.contains(id) {
+                continue;
+            }
+            if let Some(v) = outbox.get(id).map_err(|e| self.err(e))?
+                && let Ok(d) = serde_json::from_slice::<Delivery>(v.value())
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next delivery of `action` is due (`None`: nothing queued).
+    pub fn next_due(&self, action: &str) -> Result<Option<u64>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let due = r.open_table(DUE).map_err(|e| self.err(e))?;
+        let (lo, hi) = due_prefix(action);
+        let mut range = due
+            .range(lo.as_str()..hi.as_str())
+            .map_err(|e| self.err(e))?;
+        Ok(match range.next() {
+            Some(item) => {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                k.value().split('\u{0}').nth(1).and_then(|a| a.parse().ok())
+            }
+            None => None,
+        })
+    }
+
+    /// Number of deliveries not finished yet (all actions).
+    pub fn outbox_len(&self) -> Result<u64> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        t.len().map_err(|e| self.err(e))
+    }
+
+    fn update_history(
+        &self,
+        events: &mut redb::Table<&str, &[u8]>,
+        d: &Delivery,
+        status: Status,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<Option<EventRecord>> {
+        let Some(mut rec) = events
+            .get(d.event_id.as_str())
+            .map_err(|e| self.err(e))?
+            .and_then(|v| serde_json::from_slice::<EventRecord>(v.value()).ok())
+        else {
+            return Ok(None);
+        };
+        for r in rec.routes.iter_mut().filter(|r| r.route == d.route) {
+            for a in r.actions.iter_mut().filter(|a| a.delivery_id == d.id) {
+                a.status = status;
+                a.attempts = d.attempts;
+                a.last_error = error.map(str::to_string).or(a.last_error.take());
+                a.updated_at_ms = now;
+            }
+        }
+        let v = serde_json::to_vec(&rec).map_err(|e| self.err(e))?;
+        events
+            .insert(d.event_id.as_str(), v.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(Some(rec))
+    }
+
+    /// A delivery succeeded (`d.attempts` already counts this attempt). Returns the action
+    /// queued next (serialize-actions).
+    pub fn record_delivered(&self, d: &Delivery) -> Result<Option<String>> {
+        let now = now_ms();
+        let txn = self.write(false)?;
+        let next;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
+            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
+                .map_err(|e| self.err(e))?;
+            self.update_history(&mut events, d, Status::Delivered, None, now)?;
+            next = self.queue_next(&mut outbox, &mut due, d, now)?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(next)
+    }
+
+    /// A transient failure: try again at `next_at`.
+    pub fn record_retry(&self, d: &Delivery, next_at: u64, error: &str) -> Result<()> {
+        let now = now_ms();
+        let txn = self.write(false)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
+                .map_err(|e| self.err(e))?;
+            let mut next = d.clone();
+            next.due_at_ms = next_at;
+            next.last_error = Some(error.to_string());
+            self.queue(&mut outbox, &mut due, &next)?;
+            self.update_history(&mut events, &next, Status::Pending, Some(error), now)?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The delivery failed for good: it moves to the dead letters. When every delivery of its
+    /// (event, route) is dead, the route's dedup key for that event is released so a later
+    /// copy of the alert gets through.
+    pub fn record_dead(&self, d: &Delivery, error: &str) -> Result<Option<String>> {
+        let now = now_ms();
+        let txn = self.write(false)?;
+        let next;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
+            let mut dedup = txn.open_table(DEDUP).map_err(|e| self.err(e))?;
+            outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
+            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
+                .map_err(|e| self.err(e))?;
+            let mut last = d.clone();
+            last.last_error = Some(error.to_string());
+            let dl = DeadLetter {
+                delivery: last.clone(),
+                dead_at_ms: now,
+                error: error.to_string(),
+            };
+            let v = serde_json::to_vec(&dl).map_err(|e| self.err(e))?;
+            dead.insert(d.id.as_str(), v.as_slice())
+                .map_err(|e| self.err(e))?;
+            let rec = self.update_history(&mut events, &last, Status::Dead, Some(error), now)?;
+            next = self.queue_next(&mut outbox, &mut due, d, now)?;
+            if let (Some(key), Some(rec)) = (d.dedup_key.as_deref(), rec) {
+                let all_dead = rec
+                    .routes
+                    .iter()
+                    .filter(|r| r.route == d.route)
+                    .flat_map(|r| &r.actions)
+                    .all(|a| a.status == Status::Dead);
+                let held_by_this = dedup
+                    .get(key)
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| serde_json::from_slice::<DedupRecord>(v.value()).ok())
+                    .is_some_and(|r| r.event_id == d.event_id);
+                if all_dead && held_by_this {
+                    dedup.remove(key).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(next)
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(DEAD).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.range::<&str>(..).map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            if let Ok(d) = serde_json::from_slice(v.value()) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-queues dead letters (all when `ids` is `None`) with a fresh attempt count.
+    /// Returns the replayed deliveries.
+    pub fn replay(&self, ids: Option<&[String]>) -> Result<Vec<Delivery>> {
+        let now = now_ms();
+        let mut replayed = Vec::new();
+        let txn = self.write(true)?;
+        {
+            let mut dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let keys: Vec<String> = match ids {
+                Some(ids) => ids.to_vec(),
+                None => {
+                    let mut ks = Vec::new();
+                    for item in dead.range::<&str>(..).map_err(|e| self.err(e))? {
+                        let (k, _) = item.map_err(|e| self.err(e))?;
+                        ks.push(k.value().to_string());
+                    }
+                    ks
+                }
+            };
+            for id in keys {
+                let Some(dl) = dead
+                    .remove(id.as_str())
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| serde_json::from_slice::<DeadLetter>(v.value()).ok())
+                else {
+                    continue;
+                };
+                let mut d = dl.delivery;
+                d.attempts = 0;
+                d.due_at_ms = now;
+                // The chain after it (serialize-actions) was queued when it died.
+                d.then.clear();
+                self.queue(&mut outbox, &mut due, &d)?;
+                self.update_history(&mut events, &d, Status::Pending, None, now)?;
+                replayed.push(d);
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(replayed)
+    }
+
+    /// The most recent events, newest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.range::<&str>(..).map_err(|e| self.err(e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            if let Ok(rec) = serde_json::from_slice(v.value()) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One event: routed (its history) or still in the journal.
+    pub fn event(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(EVENTS).map_err(|e| self.err(e))?;
+        if let Some(v) = t.get(id).map_err(|e| self.err(e))? {
+            let rec: EventRecord = serde_json::from_slice(v.value()).map_err(|e| self.err(e))?;
+            return Ok(Some(event_json(&rec)));
+        }
+        let j = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
+        if let Some(v) = j.get(id).map_err(|e| self.err(e))? {
+            let e: JournalEntry = serde_json::from_slice(v.value()).map_err(|e| self.err(e))?;
+            return Ok(Some(serde_json::json!({
+                "id": id,
+                "received_at_ms": e.received_at_ms,
+                "state": "queued",
+                "event": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or_default(),
+            })));
+        }
+        Ok(None)
+    }
+
+    /// The API key: `configured` when given, else the one kept in the store (made once).
+    pub fn api_key(&self, configured: Option<&str>) -> Result<String> {
+        if let Some(k) = configured.filter(|k| !k.is_empty()) {
+            return Ok(k.to_string());
+        }
+        {
+            let r = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = r.open_table(META).map_err(|e| self.err(e))?;
+            if let Some(v) = t.get("POSTEE_API_KEY").map_err(|e| self.err(e))? {
+                return Ok(v.value().to_string());
+            }
+        }
+        let key: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let txn = self.write(true)?;
+        {
+            let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
+            t.insert("POSTEE_API_KEY", key.as_str())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(key)
+    }
+
+    /// Bytes the store holds (live data and metadata; freed pages are reused).
+    pub fn size(&self) -> Result<u64> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let s = txn.stats().map_err(|e| self.err(e))?;
+        let size = s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        txn.abort().map_err(|e| self.err(e))?;
+        Ok(size)
+    }
+
+    /// Maintenance (spec §7.3, made safe): drops expired dedup keys, then the history of
+    /// finished events older than `retention_ms`, then — while over `max_size` — the oldest
+    /// finished history and dead letters. Never touches the journal or the outbox.
+    pub fn maintain(&self, retention_ms: u64, max_size: Option<u64>) -> Result<Maintenance> {
+        let now = now_ms();
+        let mut m = Maintenance::default();
+        let txn = self.write(false)?;
+        {
+            let mut dedup = txn.open_table(DEDUP).map_err(|e| self.err(e))?;
+            let expired = dedup
+                .extract_if(|_, v| {
+                    serde_json::from_slice::<DedupRecord>(v)
+                        .is_ok_and(|d| d.expires_at_ms != 0 && d.expires_at_ms <= now)
+                })
+                .map_err(|e| self.err(e))?;
+            m.dedup_expired = expired.count() as u64;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let old = events
+                .extract_if(|_, v| {
+                    serde_json::from_slice::<EventRecord>(v)
+                        .is_ok_and(|r| r.finished() && r.routed_at_ms + retention_ms <= now)
+                })
+                .map_err(|e| self.err(e))?;
+            m.history_trimmed = old.count() as u64;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        if let Some(max) = max_size {
+            // Trim in chunks of the oldest finished history, then dead letters, until under.
+            let mut guard = 0;
+            while self.size()? > max && guard < 1000 {
+                guard += 1;
+                let n = self.trim_oldest(200)?;
+                m.history_trimmed += n;
+                if n == 0 {
+                    m.over_limit = true;
+                    break;
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    fn trim_oldest(&self, n: usize) -> Result<u64> {
+        let txn = self.write(false)?;
+        let mut removed = 0u64;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut victims = Vec::new();
+            for item in events.range::<&str>(..).map_err(|e| self.err(e))? {
+                if victims.len() >= n {
+                    break;
+                }
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                if serde_json::from_slice::<EventRecord>(v.value()).is_ok_and(|r| r.finished()) {
+                    victims.push(k.value().to_string());
+                }
+            }
+            for k in &victims {
+                events.remove(k.as_str()).map_err(|e| self.err(e))?;
+            }
+            removed += victims.len() as u64;
+            if victims.is_empty() {
+                let mut dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
+                let mut ks = Vec::new();
+                for item in dead.range::<&str>(..).map_err(|e| self.err(e))?.take(n) {
+                    let (k, _) = item.map_err(|e| self.err(e))?;
+                    ks.push(k.value().to_string());
+                }
+                for k in &ks {
+                    dead.remove(k.as_str()).map_err(|e| self.err(e))?;
+                }
+                removed += ks.len() as u64;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    /// Counts per table, for `/healthz`-style reporting and tests.
+    pub fn counts(&self) -> Result<BTreeMap<&'static str, u64>> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        out.insert(
+            "journal",
+            r.open_table(JOURNAL)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))?,
+        );
+        out.insert(
+            "events",
+            r.open_table(EVENTS)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))?,
+        );
+        out.insert(
+            "outbox",
+            r.open_table(OUTBOX)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))?,
+        );
+        out.insert(
+            "dead",
+            r.open_table(DEAD)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))?,
+        );
+        out.insert(
+            "dedup",
+            r.open_table(DEDUP)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))?,
+        );
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Maintenance {
+    pub dedup_expired: u64,
+    pub history_trimmed: u64,
+    /// Still over `max-db-size` with only undelivered work left.
+    pub over_limit: bool,
+}
+
+/// An event's history as the API shows it.
+pub fn event_json(rec: &EventRecord) -> serde_json::Value {
+    let state = if rec.finished() { "done" } else { "delivering" };
+    serde_json::json!({
+        "id": rec.id,
+        "received_at_ms": rec.received_at_ms,
+        "routed_at_ms": rec.routed_at_ms,
+        "state": state,
+        "tenant": rec.tenant,
+        "routes": rec.routes,
+        "event": serde_json::from_str::<serde_json::Value>(&rec.body).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(id: &str, actions: &[&str], dedup: Option<(&str, u64)>) -> EventPlan {
+        EventPlan {
+            id: id.into(),
+            entry: JournalEntry {
+                route: None,
+                received_at_ms: 1,
+                body: "{}".into(),
+            },
+            routes: vec![RoutePlan {
+                route: "r".into(),
+                matched: true,
+                note: None,
+                content: Some(Rendered {
+                    title: "t".into(),
+                    description: "d".into(),
+                    ..Rendered::default()
+                }),
+                actions: actions.iter().map(|s| s.to_string()).collect(),
+                serialize: false,
+                dedup: dedup.map(|(k, t)| (k.to_string(), t)),
+            }],
+        }
+    }
+
+    #[test]
+    fn journal_routing_outbox_and_outcomes_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.append_journal(&[("e1".into(), plan("e1", &[], None).entry)])
+            .unwrap();
+        assert_eq!(s.journal().unwrap().len(), 1);
+        let touched = s
+            .commit_routing(vec![plan("e1", &["a", "b"], None)])
+            .unwrap();
+        assert_eq!(touched.len(), 2);
+        assert_eq!(s.journal_len().unwrap(), 0);
+        let due = s.due("a", now_ms(), 10, &HashSet::new()).unwrap();
+        assert_eq!(due.len(), 1);
+        let mut d = due[0].clone();
+        d.attempts = 1;
+        s.record_retry(&d, now_ms() + 60_000, "503").unwrap();
+        assert!(
+            s.due("a", now_ms(), 10, &HashSet::new())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.next_due("a").unwrap().unwrap() > now_ms());
+        let mut d = s
+            .due("a", now_ms() + 120_000, 10, &HashSet::new())
+            .unwrap()
+            .remove(0);
+        d.attempts = 2;
+        s.record_delivered(&d).unwrap();
+        let b = s.due("b", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+        s.record_dead(&b, "400 bad").unwrap();
+        assert_eq!(s.outbox_len().unwrap(), 0);
+        let ev = s.event("e1").unwrap().unwrap();
+        assert_eq!(ev["state"], "done");
+        assert_eq!(ev["routes"][0]["actions"][0]["status"], "delivered");
+        assert_eq!(ev["routes"][0]["actions"][0]["attempts"], 2);
+        assert_eq!(ev["routes"][0]["actions"][1]["status"], "dead");
+        assert_eq!(s.dead_letters().unwrap().len(), 1);
+        let replayed = s.replay(None).unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].attempts, 0);
+        assert!(s.dead_letters().unwrap().is_empty());
+        assert_eq!(s.due("b", now_ms(), 10, &HashSet::new()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dedup_key_suppresses_copies_until_released_by_dead_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 0)))])
+            .unwrap();
+        s.commit_routing(vec![plan("e2", &["a"], Some(("r\u{0}k", 0)))])
+            .unwrap();
+        let e2 = s.event("e2").unwrap().unwrap();
+        assert!(
+            e2["routes"][0]["note"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate of event e1")
+        );
+        assert_eq!(s.outbox_len().unwrap(), 1);
+        let d = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+        s.record_dead(&d, "gone").unwrap();
+        s.commit_routing(vec![plan("e3", &["a"], Some(("r\u{0}k", 0)))])
+            .unwrap();
+        assert_eq!(
+            s.outbox_len().unwrap(),
+            1,
+            "released key lets a later copy through"
+        );
+    }
+
+    #[test]
+    fn serialized_actions_are_queued_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let mut p = plan("e1", &["a", "b"], None);
+        p.routes[0].serialize = true;
+        s.commit_routing(vec![p]).unwrap();
+        assert!(
+            s.due("b", now_ms(), 10, &HashSet::new())
+                .unwrap()
+                .is_empty()
+        );
+        let a = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+        assert_eq!(s.record_dead(&a, "x").unwrap().as_deref(), Some("b"));
+        let b = s.due("b", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+        assert_eq!(s.record_delivered(&b).unwrap(), None);
+        assert_eq!(s.event("e1").unwrap().unwrap()["state"], "done");
+    }
+
+    #[test]
+    fn expired_dedup_keys_no_longer_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let txn = s.write(true).unwrap();
+        {
+            let mut t = txn.open_table(DEDUP).unwrap();
+            let v = serde_json::to_vec(&DedupRecord {
+                event_id: "old".into(),
+                expires_at_ms: now_ms() - 1,
+            })
+            .unwrap();
+            t.insert("r\u{0}k", v.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 60)))])
+            .unwrap();
+        assert_eq!(s.outbox_len().unwrap(), 1);
+        assert_eq!(s.maintain(0, None).unwrap().dedup_expired, 0);
+    }
+
+    #[test]
+    fn a_second_process_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let _s = Store::open(&p).unwrap();
+        let err = Store::open(&p).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn the_api_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let k = s.api_key(None).unwrap();
+        assert_eq!(k.len(), 64);
+        assert_eq!(s.api_key(None).unwrap(), k);
+        assert_eq!(s.api_key(Some("mine")).unwrap(), "mine");
+    }
+}
