@@ -11,8 +11,8 @@ use crate::actions::{self, Action, BuildContext};
 use crate::config::{Config, Problems, RetryPolicy, problems::closest};
 use crate::routing::Condition;
 use crate::routing::dedup::dedup_key;
-use crate::store::{EventPlan, JournalEntry, RoutePlan};
-use crate::templates::{Registry, Template};
+use crate::store::{AggItem, Aggregate, EventPlan, JournalEntry, RoutePlan, WindowRoute};
+use crate::templates::{Registry, Rendered, Template};
 
 /// Where the user's Rego lives (Postee's working-directory-relative defaults).
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct Route {
     /// `unique-message-props` and `unique-message-timeout` (seconds, 0: forever).
     pub dedup_props: Vec<String>,
     pub dedup_ttl: u64,
+    /// Aggregation plugins, with the template's aggregation package.
+    pub aggregate: Option<(Aggregate, Arc<Template>)>,
 }
 
 /// A built action with its delivery settings.
@@ -196,24 +198,6 @@ pub async fn build(
             }
         };
         let p = &r.plugins;
-        for (key, set) in [
-            ("aggregate-message-number", p.aggregate_message_number > 0),
-            ("aggregate-message-timeout", p.aggregate_message_timeout > 0),
-        ] {
-            if set {
-                let msg = format!(
-                    "plugin `{key}` is not supported yet (dedup and aggregation come with the durable store); remove it to send every event"
-                );
-                if active(r) {
-                    problems.error(format!("{path}.plugins.{key}"), msg);
-                } else {
-                    problems.warn(
-                        format!("{path}.plugins.{key}"),
-                        format!("{msg} (no enabled action on this route, so this is not an error)"),
-                    );
-                }
-            }
-        }
         if p.unique_message_timeout > 0 && p.unique_message_props.is_empty() {
             problems.warn(
                 format!("{path}.plugins.unique-message-timeout"),
@@ -270,6 +254,38 @@ pub async fn build(
                 }
             }
         };
+        let mode = if p.aggregate_message_number > 0 {
+            if p.aggregate_message_timeout > 0 {
+                problems.warn(
+                    format!("{path}.plugins.aggregate-message-timeout"),
+                    "ignored: aggregate-message-number takes precedence (as in Postee)",
+                );
+            }
+            Some(Aggregate::Count(p.aggregate_message_number as usize))
+        } else if p.aggregate_message_timeout > 0 {
+            Some(Aggregate::Window(p.aggregate_message_timeout * 1000))
+        } else {
+            None
+        };
+        let mut aggregate = None;
+        if let (Some(mode), Some(t), Some(reg)) = (mode, template.as_ref(), registry.as_ref()) {
+            match t.aggregation_package() {
+                Some(pkg) => match reg.package_template(&format!("{} (aggregation)", t.name), &pkg) {
+                    Ok(at) => aggregate = Some((mode, Arc::new(at))),
+                    Err(e) => problems.error(
+                        format!("{path}.plugins"),
+                        format!("template `{}` aggregates with `{pkg}`: {e}", t.name),
+                    ),
+                },
+                None => problems.warn(
+                    format!("{path}.plugins"),
+                    format!(
+                        "template `{}` has no aggregation_pkg, so events are sent one by one (as in Postee)",
+                        t.name
+                    ),
+                ),
+            }
+        }
         if let (Some(condition), Some(template)) = (condition, template) {
             routes.push(Arc::new(Route {
                 name: r.name.clone(),
@@ -279,6 +295,7 @@ pub async fn build(
                 serialize: r.serialize_actions,
                 dedup_props: r.plugins.unique_message_props.clone(),
                 dedup_ttl: r.plugins.unique_message_timeout,
+                aggregate,
             }));
         }
     }
@@ -310,6 +327,7 @@ impl App {
             actions: Vec::new(),
             serialize: route.serialize,
             dedup: None,
+            aggregate: route.aggregate.as_ref().map(|(m, _)| *m),
         };
         match route.condition.matches(input) {
             Ok(true) => plan.matched = true,
@@ -343,6 +361,35 @@ impl App {
         plan
     }
 
+    /// Renders a route's aggregation batch with its aggregation package. The input is the
+    /// array of items Postee builds (spec §4.9), without Postee's leading `null`s.
+    pub fn render_aggregate(&self, route: &str, items: &[AggItem]) -> Result<Rendered, String> {
+        let Some((_, template)) = self.route(route).and_then(|r| r.aggregate.as_ref()) else {
+            return Err(format!("route {route} does not aggregate (any more)"));
+        };
+        let input: Vec<serde_json::Value> =
+            items.iter().map(|i| aggregation_item(&i.content)).collect();
+        template
+            .eval(Value::from(serde_json::Value::Array(input)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Routes that aggregate over a time window.
+    pub fn window_routes(&self) -> Vec<WindowRoute> {
+        self.routes
+            .iter()
+            .filter_map(|r| match r.aggregate {
+                Some((Aggregate::Window(ms), _)) => Some(WindowRoute {
+                    route: r.name.clone(),
+                    window_ms: ms,
+                    actions: r.actions.clone(),
+                    serialize: r.serialize,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Plans one journaled event over every route (or its tenant route).
     pub fn plan_event(&self, id: &str, entry: &JournalEntry, input: &Value) -> EventPlan {
         let routes = self
@@ -358,4 +405,31 @@ impl App {
             routes,
         }
     }
+}
+
+/// One item of an aggregation input, as Postee builds it: the description parsed when it is
+/// a JSON array of objects (Slack blocks), else the text; the other content fields as text.
+pub fn aggregation_item(c: &Rendered) -> serde_json::Value {
+    let description = match serde_json::from_str::<serde_json::Value>(&c.description) {
+        Ok(v @ serde_json::Value::Array(_))
+            if v.as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_object())) =>
+        {
+            v
+        }
+        _ => serde_json::Value::String(c.description.clone()),
+    };
+    let extra = |k: &str| c.extra.get(k).cloned().unwrap_or_default();
+    serde_json::json!({
+        "description": description,
+        "title": c.title,
+        "url": c.url,
+        "date": extra("date"),
+        "severity": extra("severity"),
+        "summary": extra("summary"),
+        "category": extra("category"),
+        "subcategory": extra("subcategory"),
+        "assignedTo": extra("assignedTo"),
+        "assignedGroup": extra("assignedGroup"),
+    })
 }

@@ -162,10 +162,6 @@ fn each_config_error_class_is_reported() {
             "input-files `Nope.rego`: not found",
         ),
         (
-            "routes:\n- {name: r, template: t, actions: [a], plugins: {aggregate-message-number: 3}}\ntemplates:\n- {name: t, rego-package: postee.rawmessage.json}\nactions:\n- {name: a, type: stdout, enable: true}\n",
-            "plugin `aggregate-message-number` is not supported yet",
-        ),
-        (
             "routes:\n- name: r\n  plugins: {unique-message-timeout: 2x}\n",
             "invalid timeout \"2x\"",
         ),
@@ -204,6 +200,42 @@ fn each_config_error_class_is_reported() {
         );
         assert!(out.contains(want), "case {i}: want {want:?} in:\n{out}");
     }
+}
+
+#[test]
+fn aggregation_needs_a_template_with_an_aggregation_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agg.yaml");
+    std::fs::write(
+        &cfg,
+        "routes:\n- {name: r, template: t, actions: [a], plugins: {aggregate-message-number: 3}}\n\
+         - {name: r2, template: u, actions: [a], plugins: {aggregate-message-timeout: 1h}}\n\
+         templates:\n- {name: t, rego-package: postee.rawmessage.json}\n- {name: u, rego-package: mine}\n\
+         actions:\n- {name: a, type: stdout, enable: true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mine.rego"),
+        "package mine\ntitle = \"t\"\nresult = \"r\"\naggregation_pkg = \"mine.missing\"\n",
+    )
+    .unwrap();
+    let o = run(
+        &["check", "--cfgfile", cfg.to_str().unwrap()],
+        &[
+            ("REGO_TEMPLATES_PATH", dir.path().to_str().unwrap()),
+            ("REGO_FILTERS_PATH", "/nonexistent"),
+        ],
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("warning: routes[r].plugins: template `t` has no aggregation_pkg, so events are sent one by one"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: routes[r2].plugins: template `u` aggregates with `mine.missing`: rego-package `mine.missing` is not bundled"),
+        "{out}"
+    );
 }
 
 #[test]

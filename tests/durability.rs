@@ -460,3 +460,213 @@ fn a_restart_routes_and_sends_what_was_pending() {
     let log = p.stderr();
     assert_eq!(log.matches("outcome=\"delivered\"").count(), 10, "{log}");
 }
+
+const AGG_TEMPLATE: &str = r#"package test.agg
+title = sprintf("scan of %s", [input.image])
+result = sprintf("<p>%s</p>", [input.image])
+url = input.image
+aggregation_pkg = "test.agg.aggregation"
+"#;
+
+const AGG_AGGREGATION: &str = r#"package test.agg.aggregation
+title = "Vulnerability scan report"
+result = concat("\n", [sprintf("<h1>%s</h1>%s", [item.title, item.description]) | item := input[_]])
+url = concat("\n", [item.url | item := input[_]])
+"#;
+
+fn aggregating_postee(sink: &Sink, plugins: &str) -> Postee {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rego-templates")).unwrap();
+    std::fs::write(dir.path().join("rego-templates/agg.rego"), AGG_TEMPLATE).unwrap();
+    std::fs::write(
+        dir.path().join("rego-templates/agg-aggregation.rego"),
+        AGG_AGGREGATION,
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"
+routes:
+  - name: scans
+    template: agg
+    actions: [one, two]
+    plugins: {{{plugins}}}
+templates:
+  - {{name: agg, rego-package: test.agg}}
+actions:
+  - {{name: one, type: webhook, enable: true, url: "{}"}}
+  - {{name: two, type: webhook, enable: true, url: "{}"}}
+"#,
+        sink.url("/one"),
+        sink.url("/two")
+    );
+    Postee::start_in(dir, &cfg, PosteeOptions::default())
+}
+
+fn post_image(p: &Postee, image: &str) {
+    let (s, b) = p.post("/", format!("{{\"image\":\"{image}\"}}").as_bytes());
+    assert_eq!(s, 200, "{b}");
+}
+
+#[test]
+fn aggregation_by_count_goes_to_every_action_and_survives_a_restart() {
+    let sink = Sink::start();
+    let mut p = aggregating_postee(&sink, "aggregate-message-number: 3");
+    for img in ["a", "b", "c", "d"] {
+        post_image(&p, img);
+    }
+    let one = sink.wait_for("/one", 1);
+    let two = sink.wait_for("/two", 1);
+    // Newest first, as Postee builds the batch; both actions get it (Postee: only one).
+    let want = "<h1>scan of c</h1><p>c</p>\n<h1>scan of b</h1><p>b</p>\n<h1>scan of a</h1><p>a</p>";
+    assert_eq!(one[0].body_str(), want);
+    assert_eq!(two[0].body_str(), want);
+    // "d" waits in the queue, on disk: a restart keeps it.
+    std::thread::sleep(Duration::from_millis(700));
+    p.restart(PosteeOptions::default());
+    post_image(&p, "e");
+    post_image(&p, "f");
+    let one = sink.wait_for("/one", 2);
+    assert_eq!(
+        one[1].body_str(),
+        "<h1>scan of f</h1><p>f</p>\n<h1>scan of e</h1><p>e</p>\n<h1>scan of d</h1><p>d</p>"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received_at("/one").len(), 2);
+    assert_eq!(sink.received_at("/two").len(), 2);
+}
+
+#[test]
+fn an_aggregation_window_that_ends_while_postee_is_down_fires_at_start() {
+    let sink = Sink::start();
+    let mut p = aggregating_postee(&sink, "aggregate-message-timeout: 2s");
+    post_image(&p, "a");
+    post_image(&p, "b");
+    // Let routing commit and become durable, then crash in the middle of the window.
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(sink.received().is_empty());
+    p.kill9();
+    std::thread::sleep(Duration::from_millis(2500));
+    p.restart(PosteeOptions::default());
+    let one = sink.wait_for("/one", 1);
+    let two = sink.wait_for("/two", 1);
+    let want = "<h1>scan of b</h1><p>b</p>\n<h1>scan of a</h1><p>a</p>";
+    assert_eq!(one[0].body_str(), want);
+    assert_eq!(two[0].body_str(), want);
+}
+
+#[test]
+fn max_db_size_holds_over_a_long_run_by_trimming_delivered_history() {
+    let sink = Sink::start();
+    let cfg = format!(
+        "max-db-size: 2MB\n{}",
+        hook_config(&sink, "concurrency: 16", "")
+    );
+    let p = Postee::start(&cfg);
+    let pad = "x".repeat(2000);
+    let url = p.url("/");
+    // ~6,000 events of 2 KB: about 12 MB of history against a 2 MB limit.
+    block_on(async {
+        let client = client();
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (client, url, next, pad) = (client.clone(), url.clone(), next.clone(), pad.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= 6000 {
+                        break;
+                    }
+                    let r = client
+                        .post(&url)
+                        .body(format!("{{\"n\":{i},\"pad\":\"{pad}\"}}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    wait_until(
+        Duration::from_secs(60),
+        || sink.received().len() >= 6000,
+        || format!("{} delivered", sink.received().len()),
+    );
+    // The size check runs every 10 s and trims the oldest delivered history.
+    wait_until(
+        Duration::from_secs(40),
+        || p.api_get("/stats").1["store_bytes"].as_u64().unwrap() <= 2 * 1024 * 1024,
+        || format!("{}", p.api_get("/stats").1),
+    );
+    let (_, stats) = p.api_get("/stats");
+    println!("after 6000 events with max-db-size 2MB: {stats}");
+    let events = stats["counts"]["events"].as_u64().unwrap();
+    assert!(events < 6000, "history was trimmed: {stats}");
+    assert!(events > 0, "recent history is kept: {stats}");
+    assert_eq!(stats["counts"]["outbox"], 0);
+    assert_eq!(stats["store_full"], false);
+    assert!(p.stderr().contains("history_trimmed"), "{}", p.stderr());
+    // Everything was delivered, once.
+    let distinct: BTreeSet<u64> = ns(&sink, "/hook").into_iter().collect();
+    assert_eq!(distinct.len(), 6000);
+}
+
+#[test]
+fn a_store_full_of_undelivered_work_answers_503_until_it_drains() {
+    let sink = Sink::start();
+    sink.set_default(Some(503));
+    let cfg = format!(
+        "max-db-size: 300kb\n{}",
+        hook_config(
+            &sink,
+            "retry: {initial-delay: 100ms, max-delay: 200ms, max-attempts: 1000}",
+            ""
+        )
+    );
+    let p = Postee::start(&cfg);
+    let pad = "x".repeat(2000);
+    for n in 0..200 {
+        assert_eq!(
+            p.post("/", format!("{{\"n\":{n},\"pad\":\"{pad}\"}}").as_bytes())
+                .0,
+            200
+        );
+    }
+    // Nothing can be trimmed (all undelivered): the next size check marks the store full.
+    wait_until(
+        Duration::from_secs(30),
+        || get(&p.url("/healthz")).0 == 503,
+        || format!("{}", p.api_get("/stats").1),
+    );
+    let (status, body) = p.post("/", b"{\"n\":999}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max-db-size"), "{body}");
+    assert_eq!(
+        p.api_get("/stats").1["counts"]["outbox"],
+        200,
+        "undelivered work is never dropped"
+    );
+    // The target comes back: deliveries drain, history is trimmed, events are taken again.
+    sink.set_default(None);
+    wait_until(
+        Duration::from_secs(40),
+        || get(&p.url("/healthz")).0 == 200,
+        || format!("{}", p.api_get("/stats").1),
+    );
+    assert_eq!(p.post("/", b"{\"n\":1000}").0, 200);
+    let distinct: BTreeSet<u64> = sink
+        .received()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!((0..200).all(|n| distinct.contains(&n)), "all 200 delivered");
+}

@@ -130,6 +130,9 @@ impl Dispatcher {
             tasks.spawn(scheduler(d.clone(), name.clone(), stop_rx.clone()));
         }
         tasks.spawn(flusher(store.clone(), stop_rx.clone()));
+        if !app.window_routes().is_empty() {
+            tasks.spawn(windows(d.clone(), stop_rx.clone()));
+        }
         tasks.spawn(maintenance(d.clone(), upkeep, stop_rx));
         *d.tasks.lock().unwrap_or_else(|e| e.into_inner()) = Some(tasks);
         Ok(d)
@@ -291,7 +294,7 @@ async fn router(
                     .iter()
                     .map(|j| app.plan_event(&j.id, &j.entry, &j.input))
                     .collect();
-                store.commit_routing(plans)
+                store.commit_routing(plans, &|route, items| app.render_aggregate(route, items))
             })
             .await;
             match res {
@@ -493,6 +496,32 @@ async fn attempt(d: &Dispatcher, built: &BuiltAction, mut delivery: Delivery) {
             route = %delivery.route, action = %a.name(), kind = a.kind(), event_id = %delivery.event_id,
             attempt = delivery.attempts, outcome, transient, elapsed_ms, error = %error, "delivery; moved to dead letters"
         ),
+    }
+}
+
+/// Sends time-window aggregation batches when their window ends (checked every second;
+/// a window that ended while postee was stopped fires at start).
+async fn windows(d: Arc<Dispatcher>, mut stop: watch::Receiver<bool>) {
+    let routes = d.app.window_routes();
+    loop {
+        let (app, store, routes2) = (d.app.clone(), d.store.clone(), routes.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            store.flush_windows(&routes2, &|route, items| app.render_aggregate(route, items))
+        })
+        .await;
+        match res {
+            Ok(Ok(touched)) => {
+                for a in touched {
+                    d.notify(&a);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "aggregation window flush failed"),
+            Err(e) => tracing::error!(error = %e, "aggregation window flush panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/healthz", get(healthz))
         .route("/events", get(events))
         .route("/events/{id}", get(event))
+        .route("/stats", get(stats))
         .route("/dlq", get(dlq_list))
         .route("/dlq/replay", post(dlq_replay_all))
         .route("/dlq/{id}/replay", post(dlq_replay_one))
@@ -283,6 +284,31 @@ async fn event(
     match blocking(move || store.event(&key)).await {
         Ok(Some(v)) => axum::Json(v).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id:?}")),
+        Err(resp) => resp,
+    }
+}
+
+/// Store size and table counts.
+async fn stats(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if !authorized(&intake, &headers, &q) {
+        return unauthorized();
+    }
+    let store = intake.dispatcher.store.clone();
+    let full = intake
+        .dispatcher
+        .full
+        .load(std::sync::atomic::Ordering::SeqCst);
+    match blocking(move || Ok((store.size()?, store.counts()?))).await {
+        Ok((size, counts)) => axum::Json(json!({
+            "store_bytes": size,
+            "store_full": full,
+            "counts": counts,
+        }))
+        .into_response(),
         Err(resp) => resp,
     }
 }

@@ -25,6 +25,7 @@ const DUE: TableDefinition<&str, ()> = TableDefinition::new("due");
 const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
 const DEDUP: TableDefinition<&str, &[u8]> = TableDefinition::new("dedup");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const AGG: TableDefinition<&str, &[u8]> = TableDefinition::new("aggregation");
 
 #[derive(Debug, thiserror::Error)]
 #[error("store {path}: {message}")]
@@ -147,6 +148,49 @@ pub struct RoutePlan {
     pub serialize: bool,
     /// Dedup key (already scoped to the route) and its time to live in seconds (0: forever).
     pub dedup: Option<(String, u64)>,
+    /// Queue the content for aggregation instead of sending it now.
+    pub aggregate: Option<Aggregate>,
+}
+
+/// How a route aggregates (spec §4.7–4.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `aggregate-message-number`: send every N messages.
+    Count(usize),
+    /// `aggregate-message-timeout`: send what gathered when the window (ms) ends.
+    Window(u64),
+}
+
+/// One message waiting in an aggregation queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AggItem {
+    pub event_id: String,
+    pub content: Rendered,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AggState {
+    items: Vec<AggItem>,
+    window_started_ms: u64,
+}
+
+/// Renders a batch of a route into one message (the template's `aggregation_pkg`).
+pub type AggregateRenderer<'a> =
+    &'a dyn Fn(&str, &[AggItem]) -> std::result::Result<Rendered, String>;
+
+/// A time-window aggregating route, for `flush_windows`.
+#[derive(Debug, Clone)]
+pub struct WindowRoute {
+    pub route: String,
+    pub window_ms: u64,
+    pub actions: Vec<String>,
+    pub serialize: bool,
+}
+
+struct Batch<'a> {
+    route: &'a str,
+    actions: &'a [String],
+    serialize: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +267,7 @@ impl Store {
             txn.open_table(DEAD).map_err(|e| store.err(e))?;
             txn.open_table(DEDUP).map_err(|e| store.err(e))?;
             txn.open_table(META).map_err(|e| store.err(e))?;
+            txn.open_table(AGG).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -290,11 +335,16 @@ impl Store {
     /// Commits routing decisions: the journal entries go, the history and the deliveries
     /// (outbox + due index) and dedup keys come, in one transaction. Returns the actions that
     /// got new deliveries.
-    pub fn commit_routing(&self, plans: Vec<EventPlan>) -> Result<HashSet<String>> {
+    pub fn commit_routing(
+        &self,
+        plans: Vec<EventPlan>,
+        render: AggregateRenderer,
+    ) -> Result<HashSet<String>> {
         let now = now_ms();
         let mut touched = HashSet::new();
         let txn = self.write(false)?;
         {
+            let mut agg = txn.open_table(AGG).map_err(|e| self.err(e))?;
             let mut journal = txn.open_table(JOURNAL).map_err(|e| self.err(e))?;
             let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
@@ -345,41 +395,50 @@ impl Store {
                             .insert(key.as_str(), v.as_slice())
                             .map_err(|e| self.err(e))?;
                     }
-                    // With serialize-actions only the first action is queued; each next one
-                    // is queued when the one before it has finished.
-                    let queued = if rp.serialize { 1 } else { rp.actions.len() };
-                    for (i, action) in rp.actions.iter().enumerate() {
-                        let id = delivery_id(&plan.id, &rp.route, action);
-                        if i < queued {
-                            let d = Delivery {
-                                id: id.clone(),
+                    if let Some(mode) = rp.aggregate {
+                        let flushed = self.aggregate_item(
+                            &mut agg,
+                            &rp.route,
+                            mode,
+                            AggItem {
                                 event_id: plan.id.clone(),
-                                route: rp.route.clone(),
-                                action: action.clone(),
-                                content: content.clone(),
-                                attempts: 0,
-                                created_at_ms: now,
-                                due_at_ms: now,
-                                last_error: None,
-                                dedup_key: rp.dedup.as_ref().map(|(k, _)| k.clone()),
-                                then: if rp.serialize {
-                                    rp.actions[1..].to_vec()
-                                } else {
-                                    Vec::new()
-                                },
+                                content,
+                            },
+                            now,
+                        )?;
+                        rr.note = Some("queued for aggregation".into());
+                        if let Some(items) = flushed {
+                            let batch = Batch {
+                                route: &rp.route,
+                                actions: &rp.actions,
+                                serialize: rp.serialize,
                             };
-                            self.queue(&mut outbox, &mut due, &d)?;
-                            touched.insert(action.clone());
+                            self.flush_batch(
+                                &mut events,
+                                &mut outbox,
+                                &mut due,
+                                &batch,
+                                items,
+                                render,
+                                now,
+                                &mut touched,
+                            )?;
                         }
-                        rr.actions.push(ActionRecord {
-                            action: action.clone(),
-                            delivery_id: id,
-                            status: Status::Pending,
-                            attempts: 0,
-                            last_error: None,
-                            updated_at_ms: now,
-                        });
+                        record.routes.push(rr);
+                        continue;
                     }
+                    rr.actions = self.create_deliveries(
+                        &mut outbox,
+                        &mut due,
+                        &plan.id,
+                        &rp.route,
+                        &rp.actions,
+                        rp.serialize,
+                        &content,
+                        rp.dedup.as_ref().map(|(k, _)| k.clone()),
+                        now,
+                        &mut touched,
+                    )?;
                     record.routes.push(rr);
                 }
                 let v = serde_json::to_vec(&record).map_err(|e| self.err(e))?;
@@ -390,6 +449,226 @@ impl Store {
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(touched)
+    }
+
+    /// Creates the deliveries of one message to a route's actions and returns their records.
+    #[allow(clippy::too_many_arguments)]
+    fn create_deliveries(
+        &self,
+        outbox: &mut redb::Table<&str, &[u8]>,
+        due: &mut redb::Table<&str, ()>,
+        event_id: &str,
+        route: &str,
+        actions: &[String],
+        serialize: bool,
+        content: &Rendered,
+        dedup_key: Option<String>,
+        now: u64,
+        touched: &mut HashSet<String>,
+    ) -> Result<Vec<ActionRecord>> {
+        // With serialize-actions only the first action is queued; each next one is queued
+        // when the one before it has finished.
+        let queued = if serialize { 1 } else { actions.len() };
+        let mut records = Vec::new();
+        for (i, action) in actions.iter().enumerate() {
+            let id = delivery_id(event_id, route, action);
+            if i < queued {
+                let d = Delivery {
+                    id: id.clone(),
+                    event_id: event_id.to_string(),
+                    route: route.to_string(),
+                    action: action.clone(),
+                    content: content.clone(),
+                    attempts: 0,
+                    created_at_ms: now,
+                    due_at_ms: now,
+                    last_error: None,
+                    dedup_key: dedup_key.clone(),
+                    then: if serialize {
+                        actions[1..].to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                self.queue(outbox, due, &d)?;
+                touched.insert(action.clone());
+            }
+            records.push(ActionRecord {
+                action: action.clone(),
+                delivery_id: id,
+                status: Status::Pending,
+                attempts: 0,
+                last_error: None,
+                updated_at_ms: now,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Adds an item to a route's aggregation queue; returns the items to send when the batch
+    /// is complete (count mode).
+    fn aggregate_item(
+        &self,
+        agg: &mut redb::Table<&str, &[u8]>,
+        route: &str,
+        mode: Aggregate,
+        item: AggItem,
+        now: u64,
+    ) -> Result<Option<Vec<AggItem>>> {
+        let mut state: AggState = agg
+            .get(route)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| serde_json::from_slice(v.value()).ok())
+            .unwrap_or_default();
+        if state.items.is_empty() {
+            state.window_started_ms = now;
+        }
+        state.items.push(item);
+        let flush = matches!(mode, Aggregate::Count(n) if state.items.len() >= n);
+        let out = if flush {
+            Some(std::mem::take(&mut state.items))
+        } else {
+            None
+        };
+        let v = serde_json::to_vec(&state).map_err(|e| self.err(e))?;
+        agg.insert(route, v.as_slice()).map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Renders a complete batch and queues it to every action of the route, recording it
+    /// as an event of its own in the history.
+    #[allow(clippy::too_many_arguments)]
+    fn flush_batch(
+        &self,
+        events: &mut redb::Table<&str, &[u8]>,
+        outbox: &mut redb::Table<&str, &[u8]>,
+        due: &mut redb::Table<&str, ()>,
+        batch: &Batch,
+        items: Vec<AggItem>,
+        render: AggregateRenderer,
+        now: u64,
+        touched: &mut HashSet<String>,
+    ) -> Result<()> {
+        let id = crate::intake::new_event_id();
+        // Postee hands the aggregation package the newest message first.
+        let mut items = items;
+        items.reverse();
+        let members: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
+        let mut rr = RouteRecord {
+            route: batch.route.to_string(),
+            matched: true,
+            note: Some(format!("aggregation of {} events", items.len())),
+            actions: Vec::new(),
+        };
+        match render(batch.route, &items) {
+            Ok(content) => {
+                rr.actions = self.create_deliveries(
+                    outbox,
+                    due,
+                    &id,
+                    batch.route,
+                    batch.actions,
+                    batch.serialize,
+                    &content,
+                    None,
+                    now,
+                    touched,
+                )?;
+            }
+            Err(e) => {
+                tracing::warn!(route = %batch.route, error = %e, "aggregation template failed; batch not sent");
+                rr.note = Some(format!("aggregation of {} events failed: {e}", items.len()));
+            }
+        }
+        let record = EventRecord {
+            id: id.clone(),
+            received_at_ms: now,
+            tenant: None,
+            body: serde_json::json!({ "aggregated": members }).to_string(),
+            routed_at_ms: now,
+            routes: vec![rr],
+        };
+        let v = serde_json::to_vec(&record).map_err(|e| self.err(e))?;
+        events
+            .insert(id.as_str(), v.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Sends the batches of time-window routes whose window has ended (also the ones that
+    /// ended while postee was stopped).
+    pub fn flush_windows(
+        &self,
+        routes: &[WindowRoute],
+        render: AggregateRenderer,
+    ) -> Result<HashSet<String>> {
+        let now = now_ms();
+        let mut touched = HashSet::new();
+        let due_routes: Vec<&WindowRoute> = {
+            let r = self.db.begin_read().map_err(|e| self.err(e))?;
+            let agg = r.open_table(AGG).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for wr in routes {
+                let state: Option<AggState> = agg
+                    .get(wr.route.as_str())
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| serde_json::from_slice(v.value()).ok());
+                if let Some(st) = state
+                    && !st.items.is_empty()
+                    && st.window_started_ms + wr.window_ms <= now
+                {
+                    out.push(wr);
+                }
+            }
+            out
+        };
+        if due_routes.is_empty() {
+            return Ok(touched);
+        }
+        let txn = self.write(false)?;
+        {
+            let mut agg = txn.open_table(AGG).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
+            for wr in due_routes {
+                let Some(state) = agg
+                    .remove(wr.route.as_str())
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| serde_json::from_slice::<AggState>(v.value()).ok())
+                else {
+                    continue;
+                };
+                let batch = Batch {
+                    route: &wr.route,
+                    actions: &wr.actions,
+                    serialize: wr.serialize,
+                };
+                self.flush_batch(
+                    &mut events,
+                    &mut outbox,
+                    &mut due,
+                    &batch,
+                    state.items,
+                    render,
+                    now,
+                    &mut touched,
+                )?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(touched)
+    }
+
+    /// Items waiting in a route's aggregation queue.
+    pub fn aggregation_len(&self, route: &str) -> Result<usize> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let agg = r.open_table(AGG).map_err(|e| self.err(e))?;
+        Ok(agg
+            .get(route)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| serde_json::from_slice::<AggState>(v.value()).ok())
+            .map_or(0, |s| s.items.len()))
     }
 
     fn queue(
@@ -736,11 +1015,13 @@ impl Store {
         Ok(key)
     }
 
-    /// Bytes the store holds (live data and metadata; freed pages are reused).
+    /// Bytes the store holds: live data and metadata. Pages freed by trimming are reused
+    /// before the file grows, so the file stops growing once this stays under the limit.
     pub fn size(&self) -> Result<u64> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let s = txn.stats().map_err(|e| self.err(e))?;
-        let size = s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        // Free pages (fragmented bytes) are reused before the file grows, so they do not count.
+        let size = s.stored_bytes() + s.metadata_bytes();
         txn.abort().map_err(|e| self.err(e))?;
         Ok(size)
     }
@@ -823,45 +1104,21 @@ impl Store {
         Ok(removed)
     }
 
-    /// Counts per table, for `/healthz`-style reporting and tests.
+    /// Entries per table, for `/stats`.
     pub fn counts(&self) -> Result<BTreeMap<&'static str, u64>> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
-        out.insert(
-            "journal",
-            r.open_table(JOURNAL)
-                .map_err(|e| self.err(e))?
-                .len()
-                .map_err(|e| self.err(e))?,
-        );
-        out.insert(
-            "events",
-            r.open_table(EVENTS)
-                .map_err(|e| self.err(e))?
-                .len()
-                .map_err(|e| self.err(e))?,
-        );
-        out.insert(
-            "outbox",
-            r.open_table(OUTBOX)
-                .map_err(|e| self.err(e))?
-                .len()
-                .map_err(|e| self.err(e))?,
-        );
-        out.insert(
-            "dead",
-            r.open_table(DEAD)
-                .map_err(|e| self.err(e))?
-                .len()
-                .map_err(|e| self.err(e))?,
-        );
-        out.insert(
-            "dedup",
-            r.open_table(DEDUP)
-                .map_err(|e| self.err(e))?
-                .len()
-                .map_err(|e| self.err(e))?,
-        );
+        for (name, def) in [
+            ("journal", JOURNAL),
+            ("events", EVENTS),
+            ("outbox", OUTBOX),
+            ("dead", DEAD),
+            ("dedup", DEDUP),
+            ("aggregation", AGG),
+        ] {
+            let t = r.open_table(def).map_err(|e| self.err(e))?;
+            out.insert(name, t.len().map_err(|e| self.err(e))?);
+        }
         Ok(out)
     }
 }
@@ -892,6 +1149,10 @@ pub fn event_json(rec: &EventRecord) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    fn no_agg(_: &str, _: &[AggItem]) -> std::result::Result<Rendered, String> {
+        Err("no aggregation here".into())
+    }
+
     fn plan(id: &str, actions: &[&str], dedup: Option<(&str, u64)>) -> EventPlan {
         EventPlan {
             id: id.into(),
@@ -912,6 +1173,7 @@ mod tests {
                 actions: actions.iter().map(|s| s.to_string()).collect(),
                 serialize: false,
                 dedup: dedup.map(|(k, t)| (k.to_string(), t)),
+                aggregate: None,
             }],
         }
     }
@@ -924,7 +1186,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.journal().unwrap().len(), 1);
         let touched = s
-            .commit_routing(vec![plan("e1", &["a", "b"], None)])
+            .commit_routing(vec![plan("e1", &["a", "b"], None)], &no_agg)
             .unwrap();
         assert_eq!(touched.len(), 2);
         assert_eq!(s.journal_len().unwrap(), 0);
@@ -965,9 +1227,9 @@ mod tests {
     fn dedup_key_suppresses_copies_until_released_by_dead_deliveries() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
-        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 0)))])
+        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
             .unwrap();
-        s.commit_routing(vec![plan("e2", &["a"], Some(("r\u{0}k", 0)))])
+        s.commit_routing(vec![plan("e2", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
             .unwrap();
         let e2 = s.event("e2").unwrap().unwrap();
         assert!(
@@ -979,7 +1241,7 @@ mod tests {
         assert_eq!(s.outbox_len().unwrap(), 1);
         let d = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
         s.record_dead(&d, "gone").unwrap();
-        s.commit_routing(vec![plan("e3", &["a"], Some(("r\u{0}k", 0)))])
+        s.commit_routing(vec![plan("e3", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
             .unwrap();
         assert_eq!(
             s.outbox_len().unwrap(),
@@ -994,7 +1256,7 @@ mod tests {
         let s = Store::open(&dir.path().join("db")).unwrap();
         let mut p = plan("e1", &["a", "b"], None);
         p.routes[0].serialize = true;
-        s.commit_routing(vec![p]).unwrap();
+        s.commit_routing(vec![p], &no_agg).unwrap();
         assert!(
             s.due("b", now_ms(), 10, &HashSet::new())
                 .unwrap()
@@ -1022,7 +1284,7 @@ mod tests {
             t.insert("r\u{0}k", v.as_slice()).unwrap();
         }
         txn.commit().unwrap();
-        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 60)))])
+        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 60)))], &no_agg)
             .unwrap();
         assert_eq!(s.outbox_len().unwrap(), 1);
         assert_eq!(s.maintain(0, None).unwrap().dedup_expired, 0);

@@ -80,6 +80,21 @@ impl Template {
         }
     }
 
+    /// Postee's aggregation support test: evaluated with an empty input, a `rego-package`
+    /// template names its aggregation package in `aggregation_pkg`. External templates never
+    /// aggregate (spec §5.2).
+    pub fn aggregation_package(&self) -> Option<String> {
+        let Kind::Package { engine, package } = &self.kind else {
+            return None;
+        };
+        let mut e = engine.clone();
+        e.set_input(Value::new_object());
+        match e.eval_rule(format!("data.{package}.aggregation_pkg")) {
+            Ok(Value::String(s)) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
     /// Renders one event. `input` is the event object (without the `postee` key);
     /// `aqua_server` is the `…/#/images/` form injected as `input.postee.AquaServer`.
     pub fn render(&self, input: &Value, aqua_server: &str) -> Result<Rendered, RenderError> {
