@@ -16,8 +16,10 @@ use crate::app::{App, BuiltAction};
 use crate::config::RetryPolicy;
 use crate::store::{self, Delivery, JournalEntry, Store};
 
-/// Acknowledged events not yet routed, beyond which intake answers 503.
+/// Acknowledged events not yet routed (count and bytes held in memory for the router),
+/// beyond which intake answers 503: a burst waits on disk and in the sender, not in RAM.
 pub const MAX_UNROUTED: usize = 50_000;
+pub const MAX_UNROUTED_BYTES: usize = 256 * 1024 * 1024;
 /// Most events appended in one journal commit.
 const JOURNAL_BATCH: usize = 1024;
 /// Most events routed in one transaction.
@@ -30,6 +32,7 @@ struct JournalRequest {
     reply: oneshot::Sender<Result<(), String>>,
 }
 
+#[derive(Clone)]
 struct RouteJob {
     id: String,
     entry: JournalEntry,
@@ -54,12 +57,34 @@ pub struct Dispatcher {
     pub store: Arc<Store>,
     journal_tx: mpsc::Sender<JournalRequest>,
     notifies: BTreeMap<String, Arc<Notify>>,
-    unrouted: Arc<AtomicUsize>,
+    unrouted: Arc<Backlog>,
     accepting: AtomicBool,
     /// Set by maintenance when `max-db-size` is reached with only undelivered work left.
     pub full: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+/// Events journaled but not routed yet, held in memory for the router.
+#[derive(Default)]
+pub struct Backlog {
+    count: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Backlog {
+    fn add(&self, bytes: usize) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+    fn remove(&self, n: usize, bytes: usize) {
+        self.count.fetch_sub(n, Ordering::SeqCst);
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+    }
+    fn has_room(&self, bytes: usize) -> bool {
+        self.count.load(Ordering::SeqCst) < MAX_UNROUTED
+            && self.bytes.load(Ordering::SeqCst) + bytes <= MAX_UNROUTED_BYTES
+    }
 }
 
 /// Maintenance settings.
@@ -86,7 +111,7 @@ impl Dispatcher {
             .keys()
             .map(|k| (k.clone(), Arc::new(Notify::new())))
             .collect();
-        let unrouted = Arc::new(AtomicUsize::new(0));
+        let unrouted = Arc::new(Backlog::default());
         let d = Arc::new(Dispatcher {
             app: app.clone(),
             store: store.clone(),
@@ -109,7 +134,7 @@ impl Dispatcher {
         for (id, entry) in pending {
             match crate::intake::parse_event(entry.body.as_bytes()) {
                 Ok(input) => {
-                    unrouted.fetch_add(1, Ordering::SeqCst);
+                    unrouted.add(entry.body.len());
                     let _ = route_tx.send(RouteJob { id, entry, input });
                 }
                 Err(e) => {
@@ -146,7 +171,7 @@ impl Dispatcher {
         if self.full.load(Ordering::SeqCst) {
             return Err(AcceptError::Full);
         }
-        if self.unrouted.load(Ordering::SeqCst) >= MAX_UNROUTED {
+        if !self.unrouted.has_room(entry.body.len()) {
             return Err(AcceptError::Busy);
         }
         let id = crate::intake::new_event_id();
@@ -171,7 +196,7 @@ impl Dispatcher {
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
             && !self.full.load(Ordering::SeqCst)
-            && self.unrouted.load(Ordering::SeqCst) < MAX_UNROUTED
+            && self.unrouted.has_room(0)
     }
 
     /// Wakes the scheduler of an action (new or replayed deliveries).
@@ -208,7 +233,7 @@ async fn journal_writer(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<JournalRequest>,
     route_tx: mpsc::UnboundedSender<RouteJob>,
-    unrouted: Arc<AtomicUsize>,
+    unrouted: Arc<Backlog>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut stopping = false;
@@ -246,7 +271,7 @@ async fn journal_writer(
         match res {
             Ok(()) => {
                 for r in batch {
-                    unrouted.fetch_add(1, Ordering::SeqCst);
+                    unrouted.add(r.entry.body.len());
                     let _ = route_tx.send(RouteJob {
                         id: r.id,
                         entry: r.entry,
@@ -285,6 +310,7 @@ async fn router(
             }
         }
         let n = batch.len();
+        let bytes: usize = batch.iter().map(|j| j.entry.body.len()).sum();
         loop {
             let app = d.app.clone();
             let store = d.store.clone();
@@ -318,17 +344,7 @@ async fn router(
                 }
             }
         }
-        d.unrouted.fetch_sub(n, Ordering::SeqCst);
-    }
-}
-
-impl Clone for RouteJob {
-    fn clone(&self) -> Self {
-        RouteJob {
-            id: self.id.clone(),
-            entry: self.entry.clone(),
-            input: self.input.clone(),
-        }
+        d.unrouted.remove(n, bytes);
     }
 }
 
