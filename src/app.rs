@@ -272,10 +272,14 @@ pub async fn build(
             match t.aggregation_package() {
                 Some(pkg) => match reg.package_template(&format!("{} (aggregation)", t.name), &pkg) {
                     Ok(at) => aggregate = Some((mode, Arc::new(at))),
-                    Err(e) => problems.error(
-                        format!("{path}.plugins"),
-                        format!("template `{}` aggregates with `{pkg}`: {e}", t.name),
-                    ),
+                    Err(e) => {
+                        let msg = format!("template `{}` aggregates with `{pkg}`: {e}", t.name);
+                        if active(r) {
+                            problems.error(format!("{path}.plugins"), msg);
+                        } else {
+                            problems.warn(format!("{path}.plugins"), msg);
+                        }
+                    }
                 },
                 None => problems.warn(
                     format!("{path}.plugins"),

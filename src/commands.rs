@@ -270,11 +270,9 @@ pub fn dlq(args: DlqArgs) -> i32 {
                             cfg_path.display()
                         );
                     }
-                    if r.len() == wanted.len() && (all || r.len() == ids.len()) {
-                        0
-                    } else {
-                        1
-                    }
+                    // Non-zero when anything asked for was skipped or not found.
+                    let expected = if all { dead.len() } else { ids.len() };
+                    if r.len() == expected { 0 } else { 1 }
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

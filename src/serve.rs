@@ -57,6 +57,7 @@ fn api_key(cfg: &config::Config, store: &Store, data: &std::path::Path) -> Resul
         .api_key
         .as_ref()
         .map(|s| s.expose().to_string())
+        .filter(|k| !k.is_empty())
         .or_else(|| std::env::var("POSTEE_API_KEY").ok())
         .filter(|k| !k.is_empty());
     let key = store

@@ -670,3 +670,38 @@ fn a_store_full_of_undelivered_work_answers_503_until_it_drains() {
         .collect();
     assert!((0..200).all(|n| distinct.contains(&n)), "all 200 delivered");
 }
+
+#[test]
+fn deliveries_of_an_action_removed_from_the_config_become_dead_letters_at_start() {
+    let sink = Sink::start();
+    sink.set_default(Some(503));
+    let cfg = hook_config(
+        &sink,
+        "retry: {initial-delay: 1s, max-delay: 2s, max-attempts: 1000}",
+        "",
+    );
+    let mut p = Postee::start(&cfg);
+    assert_eq!(p.post("/", br#"{"n":1}"#).0, 200);
+    sink.wait_for("/hook", 1);
+    assert!(p.terminate().success());
+    // The action is disabled in the new config: its queued delivery cannot be sent.
+    std::fs::write(
+        p.path("cfg.yaml"),
+        cfg.replace("enable: true", "enable: false"),
+    )
+    .unwrap();
+    p.restart(PosteeOptions::default());
+    let (_, dead) = p.api_get("/dlq");
+    assert_eq!(dead.as_array().unwrap().len(), 1, "{dead}");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("action `hook` is not configured"),
+        "{dead}"
+    );
+    let id = dead[0]["delivery"]["id"].as_str().unwrap().to_string();
+    let (status, body) = p.api_post(&format!("/dlq/{id}/replay"));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(p.api_get("/dlq").1.as_array().unwrap().len(), 1);
+}

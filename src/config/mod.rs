@@ -30,7 +30,8 @@ pub struct Config {
     pub max_db_size: Option<u64>,
     /// `db-verify-interval` in hours (0 means 1, as Postee).
     pub db_verify_interval: u64,
-    /// `delete-old-data`: accepted for compatibility, unused by Postee.
+    /// `delete-old-data`: days of delivered history to keep (Postee parsed it and ignored it);
+    /// 0 means the default, 7 days.
     pub delete_old_data: i64,
     /// `strict: true` turns every warning into an error.
     pub strict: bool,
@@ -511,6 +512,10 @@ pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
     cfg.delete_old_data = r
         .int(&top, "delete-old-data", "delete-old-data")
         .unwrap_or(0);
+    if cfg.delete_old_data < 0 {
+        r.problems
+            .error("delete-old-data", "must be a number of days, 0 or more");
+    }
     cfg.strict = r.bool(&top, "strict", "strict").unwrap_or(false);
     if let Some(raw) = r.string(&top, "api-key", "") {
         let (secret, err) = secret::resolve(&raw);

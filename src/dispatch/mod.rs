@@ -123,6 +123,13 @@ impl Dispatcher {
             stop,
             tasks: Mutex::new(None),
         });
+        let known: HashSet<String> = app.actions.keys().cloned().collect();
+        for d in store
+            .dead_letter_orphans(&known)
+            .map_err(|e| e.to_string())?
+        {
+            tracing::warn!(route = %d.route, action = %d.action, event_id = %d.event_id, "queued delivery moved to dead letters: its action is not configured any more");
+        }
         // Recover: acknowledged but unrouted events go first, in arrival order.
         let pending = store.journal().map_err(|e| e.to_string())?;
         if !pending.is_empty() {

@@ -243,20 +243,28 @@ async fn events(
     if !authorized(&intake, &headers, &q) {
         return unauthorized();
     }
+    let postee_form = q.get("format").is_some_and(|f| f == "postee");
+    // Postee's form keeps its last 1000 bodies.
+    let default = if postee_form { MAX_EVENTS_LISTED } else { 100 };
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(100)
+        .unwrap_or(default)
         .clamp(1, MAX_EVENTS_LISTED);
     let store = intake.dispatcher.store.clone();
     let recs = match blocking(move || store.recent_events(limit)).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if q.get("format").is_some_and(|f| f == "postee") {
+    if postee_form {
         let mut out = b"[".to_vec();
         let mut first = true;
-        for r in recs.iter().rev().filter(|r| r.tenant.is_none()) {
+        // Bodies received on `/` and `/scan` only: not tenant events, not aggregation batches.
+        for r in recs
+            .iter()
+            .rev()
+            .filter(|r| r.tenant.is_none() && !r.body.starts_with("{\"aggregated\":"))
+        {
             if !first {
                 out.push(b',');
             }
@@ -330,7 +338,36 @@ async fn dlq_list(
 
 async fn replay(intake: &Intake, ids: Option<Vec<String>>) -> Response {
     let store = intake.dispatcher.store.clone();
-    let wanted = ids.clone();
+    // Only dead letters whose action is configured now can be sent.
+    let dead = match blocking({
+        let store = store.clone();
+        move || store.dead_letters()
+    })
+    .await
+    {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    let actions = &intake.dispatcher.app.actions;
+    if let Some(ids) = &ids
+        && let Some(d) = dead.iter().find(|d| ids.contains(&d.delivery.id))
+        && !actions.contains_key(&d.delivery.action)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "action `{}` is not configured (or not enabled); enable it, then replay",
+                d.delivery.action
+            ),
+        );
+    }
+    let wanted: Vec<String> = dead
+        .iter()
+        .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.delivery.id)))
+        .filter(|d| actions.contains_key(&d.delivery.action))
+        .map(|d| d.delivery.id.clone())
+        .collect();
+    let wanted = Some(wanted);
     match blocking(move || store.replay(wanted.as_deref())).await {
         Ok(replayed) => {
             if let Some(ids) = &ids

@@ -3,7 +3,7 @@
 //!
 //! Durability: a journal append is committed with fsync before the event is acknowledged.
 //! Everything after that (routing, outcomes) commits without fsync and is made durable by
-//! the next fsync'd commit (`flush`, at most a second later): a crash can only roll those
+//! the next fsync'd commit (`flush`, at most half a second later): a crash can only roll those
 //! back to a state that is replayed (re-routed, re-sent), never lose an acknowledged event.
 
 use std::collections::{BTreeMap, HashSet};
@@ -711,6 +711,34 @@ impl Store {
         Ok(Some(next.clone()))
     }
 
+    /// Moves queued deliveries whose action is no longer configured (removed or disabled)
+    /// to the dead letters, so they neither wait forever nor keep their events unfinished.
+    /// Replay them once the action is back.
+    pub fn dead_letter_orphans(&self, known: &HashSet<String>) -> Result<Vec<Delivery>> {
+        let orphans: Vec<Delivery> = {
+            let r = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = r.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for item in t.range::<&str>(..).map_err(|e| self.err(e))? {
+                let (_, v) = item.map_err(|e| self.err(e))?;
+                if let Ok(d) = serde_json::from_slice::<Delivery>(v.value())
+                    && !known.contains(&d.action)
+                {
+                    out.push(d);
+                }
+            }
+            out
+        };
+        for d in &orphans {
+            let msg = format!(
+                "action `{}` is not configured (or not enabled) any more",
+                d.action
+            );
+            self.record_dead(d, &msg)?;
+        }
+        Ok(orphans)
+    }
+
     /// Deliveries of `action` due by `now`, oldest due first, skipping `busy` ones.
     pub fn due(
         &self,
@@ -941,6 +969,8 @@ impl Store {
                 let mut d = dl.delivery;
                 d.attempts = 0;
                 d.due_at_ms = now;
+                // A fresh start: attempts and max-age count from the replay.
+                d.created_at_ms = now;
                 // The chain after it (serialize-actions) was queued when it died.
                 d.then.clear();
                 self.queue(&mut outbox, &mut due, &d)?;
