@@ -384,7 +384,9 @@ impl Email {
     ) -> Result<lettre::Message, ActionError> {
         let mut b = lettre::Message::builder()
             .from(self.sender.clone())
-            .subject(msg.content.title.clone());
+            .subject(msg.content.title.clone())
+            .date_now()
+            .message_id(None);
         for m in to {
             b = b.to(m.clone());
         }
@@ -437,6 +439,7 @@ impl Email {
                 Ok(h) if h.is_empty() => vec![domain.clone()],
                 Ok(h) => h.into_iter().map(|(_, host)| host).collect(),
                 Err((message, transient)) => {
+                    let message = format!("{domain}: {message}");
                     failures.push(if transient {
                         ActionError::transient(message)
                     } else {
