@@ -780,3 +780,61 @@ fn email_use_mx_sends_each_domain_its_recipients_and_a_retry_skips_delivered_dom
         ["flaky.test", "one.test", "two.test", "flaky.test"]
     );
 }
+
+#[test]
+fn render_previews_every_request_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        config(
+            "  - name: s\n    type: slack\n    enable: true\n    url: https://hooks.example/secret-slack-1\n\
+             \x20 - name: t\n    type: teams\n    enable: true\n    url: https://hooks.example/secret-teams-2\n\
+             \x20 - name: o\n    type: opsgenie\n    enable: true\n    token: secret-genie-3\n\
+             \x20 - name: pd\n    type: pagerduty\n    enable: true\n    pagerduty-routing-key: secret-routing-4\n\
+             \x20 - name: sp\n    type: splunk\n    enable: true\n    url: https://splunk.example:8088\n    token: secret-hec-5\n\
+             \x20 - name: e\n    type: email\n    enable: true\n    host: smtp.example\n    user: u@example.com\n    password: secret-smtp-6\n    recipients: [a@example.com]\n",
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("event.json");
+    std::fs::write(&input, event("Title", json!([{"type": "divider"}]))).unwrap();
+    let out = run(
+        &[
+            "render",
+            "--cfgfile",
+            cfg.to_str().unwrap(),
+            "--route",
+            "r",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for secret in [
+        "secret-slack-1",
+        "secret-teams-2",
+        "secret-genie-3",
+        "secret-routing-4",
+        "secret-hec-5",
+        "secret-smtp-6",
+    ] {
+        assert!(!text.contains(secret), "{secret} shown:\n{text}");
+    }
+    for shown in [
+        "GenieKey <hidden>",
+        "Splunk <hidden>",
+        "https://splunk.example:8088/services/collector",
+        "https://events.pagerduty.com/v2/enqueue",
+        "https://api.opsgenie.com/v2/alerts",
+        "*Title*",
+    ] {
+        assert!(text.contains(shown), "{shown} missing:\n{text}");
+    }
+}
