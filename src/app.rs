@@ -89,6 +89,7 @@ pub async fn build(
 ) -> Option<App> {
     let ctx = BuildContext {
         http: http_client(),
+        aqua_server: cfg.aqua_server_url(),
     };
     let used_actions: Vec<&str> = cfg
         .routes

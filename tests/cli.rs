@@ -130,8 +130,12 @@ fn each_config_error_class_is_reported() {
             "actions[e].port: expected a whole number",
         ),
         (
-            "actions:\n- {name: s, type: slack, enable: true, url: 'http://x'}\n",
-            "action type slack is not supported yet",
+            "actions:\n- {name: s, type: jira, enable: true, url: 'http://x', user: u, password: p}\n",
+            "action type jira is not supported yet",
+        ),
+        (
+            "actions:\n- {name: o, type: opsgenie, enable: true, token: t, priority: urgent}\n",
+            "invalid priority \"urgent\": use P1, P2, P3, P4 or P5",
         ),
         (
             "actions:\n- {name: s, type: slak, enable: true}\n",
@@ -254,7 +258,18 @@ fn secrets_never_appear_in_check_output() {
         &[("POSTEE_TEST_PD", "pd-secret-5")],
     );
     let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(1));
+    // The unknown key under --strict makes it fail; every action is still built and checked.
+    let strict = run(
+        &["check", "--strict", "--cfgfile", p.to_str().unwrap()],
+        &[("POSTEE_TEST_PD", "pd-secret-5")],
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    let all = format!(
+        "{all}{}{}",
+        stdout(&strict),
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    assert!(all.contains("actions[t].bogus"), "{all}");
     for secret in [
         "supersecret-123",
         "pd-secret-5",

@@ -1,9 +1,15 @@
 //! Actions: where rendered messages go. One file per type; this file holds the trait, the
 //! error classification the dispatcher relies on, and `build` (config → runtime action).
 
+pub mod email;
 pub mod exec;
 pub mod http;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod slack;
+pub mod splunk;
 pub mod stdout;
+pub mod teams;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -73,12 +79,29 @@ pub trait Action: Send + Sync {
 
 /// Types whose sending is implemented. The others parse and validate, then are rejected at
 /// load with "not supported yet" (when enabled) instead of being skipped silently.
-pub const IMPLEMENTED: &[&str] = &["stdout", "webhook", "http", "exec"];
+pub const IMPLEMENTED: &[&str] = &[
+    "stdout",
+    "webhook",
+    "http",
+    "exec",
+    "slack",
+    "teams",
+    "email",
+    "opsgenie",
+    "pagerduty",
+    "splunk",
+];
+
+/// Default time limit of one send for the messaging actions (slack, teams, email, opsgenie,
+/// pagerduty, splunk); each has a `timeout` key to change it.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared resources actions are built with.
 #[derive(Clone)]
 pub struct BuildContext {
     pub http: reqwest::Client,
+    /// `aqua-server` in Postee's `…/#/images/` form ("" when unset), for short messages.
+    pub aqua_server: String,
 }
 
 /// Builds an enabled action. Problems go to `problems` with the action's path.
@@ -94,6 +117,12 @@ pub fn build(
         "webhook" => webhook::Webhook::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
         "http" => http::Http::build(cfg, ctx, &mut errs, problems).map(|a| Arc::new(a) as _),
         "exec" => exec::Exec::build(cfg, &mut errs, problems).map(|a| Arc::new(a) as _),
+        "slack" => slack::Slack::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
+        "teams" => teams::Teams::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
+        "email" => email::Email::build(cfg, &mut errs, problems).map(|a| Arc::new(a) as _),
+        "opsgenie" => opsgenie::OpsGenie::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
+        "pagerduty" => pagerduty::PagerDuty::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
+        "splunk" => splunk::Splunk::build(cfg, ctx, &mut errs, problems).map(|a| Arc::new(a) as _),
         other => {
             problems.error(
                 format!("{path}.type"),
@@ -155,6 +184,81 @@ pub fn url_key(cfg: &ActionConfig, errs: &mut Vec<(String, String)>) -> Option<r
             None
         }
     }
+}
+
+/// Parses an optional http(s) base URL key (`api-url`), defaulting to `default`.
+pub fn base_url_key(
+    cfg: &ActionConfig,
+    key: &str,
+    default: &str,
+    errs: &mut Vec<(String, String)>,
+) -> Option<reqwest::Url> {
+    let raw = cfg.fields.non_empty(key).unwrap_or(default).trim();
+    match reqwest::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+        Ok(u) => {
+            errs.push((
+                key.into(),
+                format!("unsupported scheme `{}` (use http or https)", u.scheme()),
+            ));
+            None
+        }
+        Err(e) => {
+            errs.push((key.into(), format!("invalid URL {raw:?}: {e}")));
+            None
+        }
+    }
+}
+
+/// `base` joined with an absolute API path, keeping any path prefix of `base`
+/// (`https://proxy/opsgenie` + `/v2/alerts` → `https://proxy/opsgenie/v2/alerts`).
+pub fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut u = base.clone();
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    u.set_path(&joined);
+    u
+}
+
+/// At most `max` characters of `s` (not bytes), for targets with field limits.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// The current time in RFC 3339, UTC, second precision (`2026-11-22T10:41:56Z`).
+pub fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    rfc3339(secs)
+}
+
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date).
@@ -255,6 +359,25 @@ pub async fn send_expecting_2xx(
     Err(classify_status(status, &headers, describe(status, &body)))
 }
 
+/// Like [`send_expecting_2xx`], for targets whose URL is a secret (Slack and Teams webhook
+/// URLs carry their key): transport errors do not repeat the URL.
+pub async fn send_expecting_2xx_secret_url(
+    req: reqwest::RequestBuilder,
+    describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<reqwest::Response, ActionError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| classify_transport(&e.without_url()))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let body = body_snippet(resp, 1024).await;
+    Err(classify_status(status, &headers, describe(status, &body)))
+}
+
 /// Reads at most `limit` bytes of a response body as text, for error messages.
 pub async fn body_snippet(resp: reqwest::Response, limit: usize) -> String {
     let bytes = resp.bytes().await.unwrap_or_default();
@@ -285,6 +408,29 @@ mod tests {
             let e = classify_status(reqwest::StatusCode::from_u16(code).unwrap(), &h, "x".into());
             assert_eq!(e.is_transient(), transient, "{code}");
         }
+    }
+
+    #[test]
+    fn rfc3339_formats_utc_seconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(784111777), "1994-11-06T08:49:37Z");
+        assert_eq!(rfc3339(1709210096), "2024-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn join_path_keeps_a_base_prefix_and_truncation_counts_chars() {
+        let b = reqwest::Url::parse("https://proxy.example/opsgenie/").unwrap();
+        assert_eq!(
+            join_path(&b, "/v2/alerts").as_str(),
+            "https://proxy.example/opsgenie/v2/alerts"
+        );
+        let b = reqwest::Url::parse("https://api.opsgenie.com").unwrap();
+        assert_eq!(
+            join_path(&b, "/v2/alerts").as_str(),
+            "https://api.opsgenie.com/v2/alerts"
+        );
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
     }
 
     #[test]

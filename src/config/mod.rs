@@ -275,11 +275,20 @@ pub const ACTION_COMMON_KEYS: &[&str] =
     &["name", "type", "enable", "runs-on", "retry", "concurrency"];
 
 /// Every action type Postee knows, with the keys it reads (spec §3.7) and their kinds.
-/// `exec.timeout` is ours: Postee runs scripts without a limit.
+/// Ours, not Postee's: `timeout` of exec, slack, teams, splunk, email, opsgenie and pagerduty;
+/// `teams-format`; splunk `insecure-skip-verify`; email `smtp-tls` and `ca-file`; opsgenie and
+/// pagerduty `api-url` (see docs/actions.md).
 pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
     ("stdout", &[]),
-    ("slack", &[("url", Kind::Secret)]),
-    ("teams", &[("url", Kind::Secret)]),
+    ("slack", &[("url", Kind::Secret), ("timeout", Kind::Str)]),
+    (
+        "teams",
+        &[
+            ("url", Kind::Secret),
+            ("teams-format", Kind::Str),
+            ("timeout", Kind::Str),
+        ],
+    ),
     ("webhook", &[("url", Kind::Str), ("timeout", Kind::Str)]),
     (
         "splunk",
@@ -288,6 +297,8 @@ pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("token", Kind::Secret),
             ("size-limit", Kind::Int),
             ("tls-verify", Kind::Bool),
+            ("insecure-skip-verify", Kind::Bool),
+            ("timeout", Kind::Str),
         ],
     ),
     (
@@ -301,6 +312,9 @@ pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("recipients", Kind::StrList),
             ("client-host-name", Kind::Str),
             ("use-mx", Kind::Bool),
+            ("smtp-tls", Kind::Str),
+            ("ca-file", Kind::Str),
+            ("timeout", Kind::Str),
         ],
     ),
     (
@@ -360,6 +374,8 @@ pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("priority", Kind::Str),
             ("alias", Kind::Str),
             ("entity", Kind::Str),
+            ("api-url", Kind::Str),
+            ("timeout", Kind::Str),
         ],
     ),
     (
@@ -367,6 +383,8 @@ pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
         &[
             ("pagerduty-auth-token", Kind::Secret),
             ("pagerduty-routing-key", Kind::Secret),
+            ("api-url", Kind::Str),
+            ("timeout", Kind::Str),
         ],
     ),
     (

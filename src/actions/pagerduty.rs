@@ -1,0 +1,150 @@
+//! `pagerduty`: triggers an incident with the PagerDuty Events API v2 (spec §6.11).
+//!
+//! Keys: `pagerduty-routing-key` (required, secret: the integration key of an Events API v2
+//! integration), `pagerduty-auth-token` (accepted for Postee configs; the Events API does not
+//! use it, so unlike Postee it is optional); ours: `api-url` (default
+//! `https://events.pagerduty.com`) and `timeout` (default 30s).
+//!
+//! The request: `POST {api-url}/v2/enqueue`, JSON as Postee's plus `dedup_key`:
+//! `{"routing_key":K,"event_action":"trigger","dedup_key":D,"payload":{"summary":<title>,
+//! "source":"postee","severity":"critical","timestamp":<now, RFC 3339 UTC>,
+//! "custom_details":<description>}}`. `D` is the delivery id `<event>:<route>:<action>`
+//! (hashed when longer than PagerDuty's 255 characters): a retried request adds to the same
+//! incident instead of opening a second one. The summary is cut to 1,024 characters.
+//!
+//! Success: any 2xx (PagerDuty answers `202`). 429 (with `Retry-After`), 408 and 5xx are
+//! transient; 400 (invalid event) and other 4xx are permanent.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{
+    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message, base_url_key, join_path,
+    rfc3339_now, send_expecting_2xx, timeout_key, truncate_chars,
+};
+use crate::config::{ActionConfig, Secret};
+
+pub const DEFAULT_API_URL: &str = "https://events.pagerduty.com";
+const MAX_SUMMARY: usize = 1024;
+const MAX_DEDUP_KEY: usize = 255;
+
+pub struct PagerDuty {
+    name: String,
+    endpoint: reqwest::Url,
+    routing_key: Secret,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl PagerDuty {
+    pub fn build(
+        cfg: &ActionConfig,
+        ctx: &BuildContext,
+        errs: &mut Vec<(String, String)>,
+    ) -> Option<Self> {
+        let f = &cfg.fields;
+        let routing_key = f
+            .secret("pagerduty-routing-key")
+            .filter(|k| !k.expose().trim().is_empty());
+        if routing_key.is_none() {
+            errs.push((
+                "pagerduty-routing-key".into(),
+                "missing: pagerduty routing key is required to send events".into(),
+            ));
+        }
+        let base = base_url_key(cfg, "api-url", DEFAULT_API_URL, errs);
+        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
+        Some(PagerDuty {
+            name: cfg.name.clone(),
+            endpoint: join_path(&base?, "/v2/enqueue"),
+            routing_key: routing_key?,
+            timeout,
+            http: ctx.http.clone(),
+        })
+    }
+
+    fn body(&self, msg: &Message, routing_key: &str, timestamp: &str) -> Value {
+        json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": dedup_key(&msg.delivery_id(&self.name)),
+            "payload": {
+                "summary": truncate_chars(&msg.content.title, MAX_SUMMARY),
+                "source": "postee",
+                "severity": "critical",
+                "timestamp": timestamp,
+                "custom_details": msg.content.description,
+            },
+        })
+    }
+}
+
+/// The delivery id when it fits PagerDuty's limit; otherwise its start and a hash of it.
+pub fn dedup_key(delivery_id: &str) -> String {
+    if delivery_id.len() <= MAX_DEDUP_KEY {
+        return delivery_id.to_string();
+    }
+    // FNV-1a, 64 bits: stable across versions and platforms.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in delivery_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let mut cut = 200;
+    while !delivery_id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}#{h:016x}", &delivery_id[..cut])
+}
+
+#[async_trait]
+impl Action for PagerDuty {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    async fn send(&self, msg: &Message) -> Result<(), ActionError> {
+        let body = self.body(msg, self.routing_key.expose(), &rfc3339_now());
+        let req = self
+            .http
+            .post(self.endpoint.clone())
+            .timeout(self.timeout)
+            .json(&body);
+        send_expecting_2xx(req, |status, body| {
+            format!("failed to send event to pagerduty: HTTP {status}: {body}")
+        })
+        .await
+        .map(|_| ())
+    }
+
+    fn preview(&self, msg: &Message) -> Value {
+        json!({
+            "method": "POST",
+            "url": self.endpoint.as_str(),
+            "timeout": format!("{:?}", self.timeout),
+            "headers": {"Content-Type": "application/json"},
+            "body": self.body(msg, "<hidden>", "<time of sending>"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_delivery_ids_are_hashed_to_fit_pagerduty() {
+        assert_eq!(dedup_key("e:r:a"), "e:r:a");
+        let long = "é".repeat(300);
+        let k = dedup_key(&long);
+        assert!(k.len() <= MAX_DEDUP_KEY, "{}", k.len());
+        assert_eq!(k, dedup_key(&long));
+        assert_ne!(k, dedup_key(&format!("{long}x")));
+    }
+}
