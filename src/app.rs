@@ -270,18 +270,10 @@ pub async fn build(
         };
         let mut aggregate = None;
         if let (Some(mode), Some(t), Some(reg)) = (mode, template.as_ref(), registry.as_ref()) {
-            match t.aggregation_package() {
-                Some(pkg) => match reg.package_template(&format!("{} (aggregation)", t.name), &pkg) {
-                    Ok(at) => aggregate = Some((mode, Arc::new(at))),
-                    Err(e) => {
-                        let msg = format!("template `{}` aggregates with `{pkg}`: {e}", t.name);
-                        if active(r) {
-                            problems.error(format!("{path}.plugins"), msg);
-                        } else {
-                            problems.warn(format!("{path}.plugins"), msg);
-                        }
-                    }
-                },
+            match t.aggregation_template(reg) {
+                Some(Ok(at)) => aggregate = Some((mode, Arc::new(at))),
+                Some(Err(e)) if active(r) => problems.error(format!("{path}.plugins"), e),
+                Some(Err(e)) => problems.warn(format!("{path}.plugins"), e),
                 None => problems.warn(
                     format!("{path}.plugins"),
                     format!(
@@ -372,11 +364,8 @@ impl App {
         let Some((_, template)) = self.route(route).and_then(|r| r.aggregate.as_ref()) else {
             return Err(format!("route {route} does not aggregate (any more)"));
         };
-        let input: Vec<serde_json::Value> =
-            items.iter().map(|i| aggregation_item(&i.content)).collect();
-        template
-            .eval(Value::from(serde_json::Value::Array(input)))
-            .map_err(|e| e.to_string())
+        let contents: Vec<Rendered> = items.iter().map(|i| i.content.clone()).collect();
+        template.aggregate(&contents).map_err(|e| e.to_string())
     }
 
     /// Routes that aggregate over a time window.
@@ -410,31 +399,4 @@ impl App {
             routes,
         }
     }
-}
-
-/// One item of an aggregation input, as Postee builds it: the description parsed when it is
-/// a JSON array of objects (Slack blocks), else the text; the other content fields as text.
-pub fn aggregation_item(c: &Rendered) -> serde_json::Value {
-    let description = match serde_json::from_str::<serde_json::Value>(&c.description) {
-        Ok(v @ serde_json::Value::Array(_))
-            if v.as_array()
-                .is_some_and(|a| a.iter().all(|x| x.is_object())) =>
-        {
-            v
-        }
-        _ => serde_json::Value::String(c.description.clone()),
-    };
-    let extra = |k: &str| c.extra.get(k).cloned().unwrap_or_default();
-    serde_json::json!({
-        "description": description,
-        "title": c.title,
-        "url": c.url,
-        "date": extra("date"),
-        "severity": extra("severity"),
-        "summary": extra("summary"),
-        "category": extra("category"),
-        "subcategory": extra("subcategory"),
-        "assignedTo": extra("assignedTo"),
-        "assignedGroup": extra("assignedGroup"),
-    })
 }

@@ -29,6 +29,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what a route or a template makes of an event, without sending anything.
     Render(RenderArgs),
+    /// Run a folder of template test cases (input events and expected outputs); prints a
+    /// diff for every mismatch and exits 1 if any case fails. See docs/templates.md.
+    Test(TestArgs),
     /// List or replay dead letters (deliveries that failed for good). Works on the store
     /// file while the service is stopped; while it runs, use its /dlq endpoints.
     Dlq(DlqArgs),
@@ -145,15 +148,39 @@ pub struct RenderArgs {
     /// Template package to evaluate (bundled, or found in --rego-templates).
     #[arg(long)]
     pub package: Option<String>,
+    /// One of Postee's Go layouts instead of a package: html, slack or jira.
+    #[arg(long, conflicts_with_all = ["package", "route"])]
+    pub legacy: Option<String>,
     /// Directory of user templates (default: REGO_TEMPLATES_PATH, then ./rego-templates).
     #[arg(long)]
     pub rego_templates: Option<PathBuf>,
-    /// Aqua console URL to inject as input.postee.AquaServer (with --package).
+    /// Aqua console URL to inject as input.postee.AquaServer (with --package or --legacy).
     #[arg(long, default_value = "")]
     pub aqua_server: String,
-    /// The event, a JSON file (`-` for standard input).
+    /// Evaluate the event exactly as given, without the injected `postee` key (as Postee's
+    /// own golden tests do; with --package).
     #[arg(long)]
-    pub input: PathBuf,
+    pub no_inject: bool,
+    /// The event, a JSON file (`-` for standard input).
+    #[arg(long, required_unless_present = "aggregate")]
+    pub input: Option<PathBuf>,
+    /// Render these events (JSON files, in the order they arrive) and then their aggregation,
+    /// as a route with an aggregate plugin would send it.
+    #[arg(long, num_args = 1.., conflicts_with = "input")]
+    pub aggregate: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Folder of cases: every directory under it that has a `case.yaml` is a case.
+    pub dir: PathBuf,
+    /// Write the actual outputs into the `expected.*` files instead of comparing (review
+    /// the changes with `git diff` before committing them).
+    #[arg(long)]
+    pub update: bool,
+    /// Run only the cases whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 /// Postee's precedence: the flag, then `AQUAALERT_*`, then `POSTEE_*` (the last set wins).

@@ -10,7 +10,7 @@ use crate::actions::Message;
 use crate::app::{self, Paths};
 use crate::cli::{CheckArgs, DlqArgs, DlqCommand, RenderArgs, cfgfile_for_subcommand};
 use crate::config;
-use crate::templates::Registry;
+use crate::templates::{Registry, Rendered};
 
 /// Validates a config (parse, types, references, Rego compile, url templates) and prints
 /// every problem. Exit status 1 on any error (or any warning with `--strict`).
@@ -78,42 +78,127 @@ pub async fn render(args: RenderArgs) -> i32 {
     }
 }
 
-async fn render_inner(args: RenderArgs) -> Result<serde_json::Value, String> {
-    let input = read_input(&args.input)?;
-    if let Some(route) = args.route {
-        return render_route(args.cfgfile, &route, input).await;
+/// What renders the events: a template package, a legacy layout or a route of a config.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Package(String),
+    Legacy(String),
+    Route {
+        cfgfile: Option<PathBuf>,
+        route: String,
+    },
+}
+
+/// Renders events with a package or legacy layout: each one alone, or (with `aggregate`) all
+/// of them, in arrival order, through the template's aggregation.
+pub async fn render_with_template(
+    subject: &Subject,
+    templates_dir: &Path,
+    aqua_server: &str,
+    inject: bool,
+    inputs: &[Value],
+    aggregate: bool,
+) -> Result<Rendered, String> {
+    let registry = Registry::new(templates_dir).map_err(|e| e.join("\n"))?;
+    let template = match subject {
+        Subject::Package(p) => registry.package_template(p, p)?,
+        Subject::Legacy(l) => {
+            let t = crate::config::TemplateConfig {
+                name: format!("legacy-{l}"),
+                legacy_scan_renderer: Some(l.clone()),
+                ..Default::default()
+            };
+            registry.build(&t, &app::http_client()).await?
+        }
+        Subject::Route { .. } => return Err("a route is rendered with render_route".into()),
+    };
+    let server = config::aqua_server_url(aqua_server);
+    let mut rendered = Vec::new();
+    for input in inputs {
+        let out = if inject {
+            template.render(input, &server)
+        } else {
+            template.eval(input.clone())
+        };
+        rendered.push(out.map_err(|e| e.to_string())?);
     }
-    let Some(package) = args.package else {
-        return Err("give --route (with --cfgfile) or --package".into());
+    if !aggregate {
+        return rendered.pop().ok_or_else(|| "no input event".to_string());
+    }
+    let agg = template.aggregation_template(&registry).ok_or_else(|| {
+        format!(
+            "{} has no aggregation (it defines no aggregation_pkg)",
+            template.describe()
+        )
+    })??;
+    // Aggregation items are newest first, as a route queues them.
+    rendered.reverse();
+    agg.aggregate(&rendered).map_err(|e| e.to_string())
+}
+
+/// The content fields `render` prints for a template.
+pub fn content_json(out: &Rendered) -> serde_json::Value {
+    let mut obj = serde_json::Map::new();
+    obj.insert("title".into(), out.title.clone().into());
+    obj.insert("result".into(), out.description.clone().into());
+    if !out.url.is_empty() {
+        obj.insert("url".into(), out.url.clone().into());
+    }
+    if let Some(a) = &out.aggregation_pkg {
+        obj.insert("aggregation_pkg".into(), a.clone().into());
+    }
+    for (k, v) in &out.extra {
+        obj.insert(k.clone(), v.clone().into());
+    }
+    serde_json::Value::Object(obj)
+}
+
+async fn render_inner(args: RenderArgs) -> Result<serde_json::Value, String> {
+    let aggregate = !args.aggregate.is_empty();
+    let inputs: Vec<Value> = match &args.input {
+        Some(p) => vec![read_input(p)?],
+        None => args
+            .aggregate
+            .iter()
+            .map(|p| read_input(p))
+            .collect::<Result<_, _>>()?,
+    };
+    let subject = match (args.route, args.package, args.legacy) {
+        (Some(route), _, _) => {
+            if aggregate {
+                let r = render_route_aggregate(args.cfgfile, &route, &inputs).await?;
+                return Ok(content_json(&r));
+            }
+            return render_route(
+                args.cfgfile,
+                &route,
+                inputs.into_iter().next().unwrap_or(Value::Undefined),
+            )
+            .await;
+        }
+        (None, Some(p), _) => Subject::Package(p),
+        (None, None, Some(l)) => Subject::Legacy(l),
+        (None, None, None) => {
+            return Err("give --route (with --cfgfile), --package or --legacy".into());
+        }
     };
     let dir = args
         .rego_templates
         .unwrap_or_else(|| Paths::from_env().templates_dir);
-    let registry = Registry::new(&dir).map_err(|e| e.join("\n"))?;
-    let template = registry.package_template(&package, &package)?;
-    let out = template
-        .render(&input, &config::aqua_server_url(&args.aqua_server))
-        .map_err(|e| e.to_string())?;
-    let mut obj = serde_json::Map::new();
-    obj.insert("title".into(), out.title.into());
-    obj.insert("result".into(), out.description.into());
-    if !out.url.is_empty() {
-        obj.insert("url".into(), out.url.into());
-    }
-    if let Some(a) = out.aggregation_pkg {
-        obj.insert("aggregation_pkg".into(), a.into());
-    }
-    for (k, v) in out.extra {
-        obj.insert(k, v.into());
-    }
-    Ok(serde_json::Value::Object(obj))
+    let out = render_with_template(
+        &subject,
+        &dir,
+        &args.aqua_server,
+        !args.no_inject,
+        &inputs,
+        aggregate,
+    )
+    .await?;
+    Ok(content_json(&out))
 }
 
-async fn render_route(
-    cfgfile: Option<PathBuf>,
-    route: &str,
-    input: Value,
-) -> Result<serde_json::Value, String> {
+/// Loads a config (it must load without errors; warnings go to standard error).
+async fn load_app(cfgfile: Option<PathBuf>) -> Result<app::App, String> {
     let path = cfgfile_for_subcommand(cfgfile);
     let (cfg, mut problems) = config::load_file(&path);
     let app = match &cfg {
@@ -123,12 +208,69 @@ async fn render_route(
     for w in problems.warnings() {
         eprintln!("{w}");
     }
-    let app =
-        app.ok_or_else(|| format!("the config {} has problems:\n{problems}", path.display()))?;
-    let r = app.route(route).ok_or_else(|| {
+    app.ok_or_else(|| format!("the config {} has problems:\n{problems}", path.display()))
+}
+
+/// The content a route sends for one event (an error when it does not match).
+pub async fn render_route_content(
+    cfgfile: Option<PathBuf>,
+    route: &str,
+    input: &Value,
+) -> Result<Rendered, String> {
+    let app = load_app(cfgfile).await?;
+    route_content(&app, route, input)
+}
+
+fn route_content(app: &app::App, route: &str, input: &Value) -> Result<Rendered, String> {
+    let r = find_route(app, route)?;
+    let plan = app.plan_route(r, "render", input);
+    if !plan.matched {
+        return Err(plan
+            .note
+            .unwrap_or_else(|| format!("route {route:?} does not match the event")));
+    }
+    plan.content.ok_or_else(|| {
+        plan.note
+            .unwrap_or_else(|| "the route has no enabled actions".into())
+    })
+}
+
+fn find_route<'a>(
+    app: &'a app::App,
+    route: &str,
+) -> Result<&'a std::sync::Arc<app::Route>, String> {
+    app.route(route).ok_or_else(|| {
         let names: Vec<&str> = app.routes.iter().map(|r| r.name.as_str()).collect();
         format!("no route named {route:?} (routes: {})", names.join(", "))
-    })?;
+    })
+}
+
+/// What a route with an aggregate plugin sends for these events (in arrival order).
+pub async fn render_route_aggregate(
+    cfgfile: Option<PathBuf>,
+    route: &str,
+    inputs: &[Value],
+) -> Result<Rendered, String> {
+    let app = load_app(cfgfile).await?;
+    let r = find_route(&app, route)?;
+    let Some((_, agg)) = &r.aggregate else {
+        return Err(format!("route {route:?} has no aggregate plugin"));
+    };
+    let mut items = Vec::new();
+    for input in inputs {
+        items.push(route_content(&app, route, input)?);
+    }
+    items.reverse();
+    agg.aggregate(&items).map_err(|e| e.to_string())
+}
+
+async fn render_route(
+    cfgfile: Option<PathBuf>,
+    route: &str,
+    input: Value,
+) -> Result<serde_json::Value, String> {
+    let app = load_app(cfgfile).await?;
+    let r = find_route(&app, route)?;
     let plan = app.plan_route(r, "render", &input);
     if !plan.matched {
         return match plan.note {

@@ -13,6 +13,7 @@ pub mod routing;
 pub mod serve;
 pub mod store;
 pub mod templates;
+pub mod testcases;
 pub mod tls;
 
 /// Installs the process-wide TLS crypto provider (ring). Call once at start.

@@ -36,6 +36,7 @@ fn main() {
         match cli.command {
             Some(Command::Check(a)) => postee::commands::check(a).await,
             Some(Command::Render(a)) => postee::commands::render(a).await,
+            Some(Command::Test(a)) => postee::testcases::run(a).await,
             Some(Command::Dlq(a)) => postee::commands::dlq(a),
             None => postee::serve::run(cli.serve).await,
         }

@@ -409,3 +409,152 @@ fn render_route_shows_match_and_what_each_action_would_receive() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("trivy-to-webhook, tracee-to-api"));
 }
+
+#[test]
+fn bundled_templates_match_their_golden_outputs() {
+    // Every case under tests/goldens (package × fixture, aggregations, legacy layouts) runs
+    // through `postee test`, the same command users run on their own cases.
+    let o = run(
+        &["test", repo("tests/goldens").to_str().unwrap()],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn postee_test_prints_a_diff_and_fails_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("raw");
+    std::fs::create_dir(&case).unwrap();
+    std::fs::write(
+        case.join("case.yaml"),
+        "package: postee.rawmessage.json\ninject: false\n",
+    )
+    .unwrap();
+    std::fs::write(case.join("input.json"), r#"{"user":"demo","n":1}"#).unwrap();
+    std::fs::write(case.join("expected.title"), "-").unwrap();
+    std::fs::write(
+        case.join("expected.result"),
+        "{\n \"n\": 2,\n \"user\": \"demo\"\n}",
+    )
+    .unwrap();
+    let o = run(
+        &["test", dir.path().to_str().unwrap()],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL raw\n    result differs:\n    --- expected.result\n    +++ actual\n    @@ -1,4 +1,4 @@\n     {\n    - \"n\": 2,\n    + \"n\": 1,\n"), "{out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+    // --update writes the actual output; the case then passes.
+    let o = run(
+        &["test", "--update", dir.path().to_str().unwrap()],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = run(
+        &["test", dir.path().to_str().unwrap()],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn render_aggregate_renders_events_through_the_aggregation_package() {
+    let scan = fixture("events/aqua-scan.json");
+    let s = scan.to_str().unwrap();
+    let o = run(
+        &[
+            "render",
+            "--package",
+            "postee.vuls.html",
+            "--aggregate",
+            s,
+            s,
+            "--aqua-server",
+            "https://aqua",
+        ],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["title"], "Vulnerability scan report");
+    let result = v["result"].as_str().unwrap();
+    assert!(
+        result.starts_with(
+            "<h1>all-in-one:3.5.19223 vulnerability scan report</h1>\n\n<p>Image name:"
+        ),
+        "{result}"
+    );
+    assert_eq!(result.matches("<h1>").count(), 2);
+    assert_eq!(
+        v["url"],
+        "https://aqua/#/images/Aqua/all-in-one%3A3.5.19223\nhttps://aqua/#/images/Aqua/all-in-one%3A3.5.19223"
+    );
+    // A package without aggregation says so.
+    let o = run(
+        &[
+            "render",
+            "--package",
+            "postee.rawmessage.json",
+            "--aggregate",
+            s,
+        ],
+        &[("REGO_TEMPLATES_PATH", "/nonexistent")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no aggregation"));
+}
+
+#[test]
+fn legacy_renderers_load_from_a_config_and_aggregate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("legacy.yaml");
+    std::fs::write(
+        &cfg,
+        "routes:\n- {name: r, template: legacy-jira, actions: [a], plugins: {aggregate-message-number: 2}}\n\
+         templates:\n- {name: legacy-jira, legacy-scan-renderer: jira}\n\
+         actions:\n- {name: a, type: stdout, enable: true}\n",
+    )
+    .unwrap();
+    let scan = fixture("events/aqua-scan.json");
+    let s = scan.to_str().unwrap();
+    let env = [
+        ("REGO_TEMPLATES_PATH", "/nonexistent"),
+        ("REGO_FILTERS_PATH", "/nonexistent"),
+    ];
+    let o = run(&["check", "--cfgfile", cfg.to_str().unwrap()], &env);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = run(
+        &[
+            "render",
+            "--cfgfile",
+            cfg.to_str().unwrap(),
+            "--route",
+            "r",
+            "--aggregate",
+            s,
+            s,
+        ],
+        &env,
+    );
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let result = v["result"].as_str().unwrap();
+    assert!(
+        result.starts_with(
+            "h1. all-in-one:3.5.19223 vulnerability scan report\nImage name: all-in-one:3.5.19223\n"
+        ),
+        "{result}"
+    );
+    assert_eq!(result.matches("h1. ").count(), 2);
+}

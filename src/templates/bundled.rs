@@ -9,12 +9,96 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/rego-templates/common/common.rego"),
     ),
     (
+        "bundled:rego-templates/lib/lib.rego",
+        include_str!("../../templates/rego-templates/lib/lib.rego"),
+    ),
+    (
         "bundled:rego-templates/raw-message-html.rego",
         include_str!("../../templates/rego-templates/raw-message-html.rego"),
     ),
     (
         "bundled:rego-templates/raw-message-json.rego",
         include_str!("../../templates/rego-templates/raw-message-json.rego"),
+    ),
+    (
+        "bundled:rego-templates/servicenow-aggregation.rego",
+        include_str!("../../templates/rego-templates/servicenow-aggregation.rego"),
+    ),
+    (
+        "bundled:rego-templates/servicenow-incident.rego",
+        include_str!("../../templates/rego-templates/servicenow-incident.rego"),
+    ),
+    (
+        "bundled:rego-templates/servicenow-insight.rego",
+        include_str!("../../templates/rego-templates/servicenow-insight.rego"),
+    ),
+    (
+        "bundled:rego-templates/servicenow.rego",
+        include_str!("../../templates/rego-templates/servicenow.rego"),
+    ),
+    (
+        "bundled:rego-templates/tracee-html.rego",
+        include_str!("../../templates/rego-templates/tracee-html.rego"),
+    ),
+    (
+        "bundled:rego-templates/tracee-slack.rego",
+        include_str!("../../templates/rego-templates/tracee-slack.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-jira-aggregation.rego",
+        include_str!("../../templates/rego-templates/trivy-jira-aggregation.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-jira.rego",
+        include_str!("../../templates/rego-templates/trivy-jira.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-operator-dependency-track.rego",
+        include_str!("../../templates/rego-templates/trivy-operator-dependency-track.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-operator-jira.rego",
+        include_str!("../../templates/rego-templates/trivy-operator-jira.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-operator-slack.rego",
+        include_str!("../../templates/rego-templates/trivy-operator-slack.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-vulns-slack-aggregation.rego",
+        include_str!("../../templates/rego-templates/trivy-vulns-slack-aggregation.rego"),
+    ),
+    (
+        "bundled:rego-templates/trivy-vulns-slack.rego",
+        include_str!("../../templates/rego-templates/trivy-vulns-slack.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-cyclonedx-alias.rego",
+        include_str!("../../templates/rego-templates/vuls-cyclonedx-alias.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-cyclonedx.rego",
+        include_str!("../../templates/rego-templates/vuls-cyclonedx.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-html-aggregation.rego",
+        include_str!("../../templates/rego-templates/vuls-html-aggregation.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-html.rego",
+        include_str!("../../templates/rego-templates/vuls-html.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-opsgenie.rego",
+        include_str!("../../templates/rego-templates/vuls-opsgenie.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-slack-aggregation.rego",
+        include_str!("../../templates/rego-templates/vuls-slack-aggregation.rego"),
+    ),
+    (
+        "bundled:rego-templates/vuls-slack.rego",
+        include_str!("../../templates/rego-templates/vuls-slack.rego"),
     ),
 ];
 

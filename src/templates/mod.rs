@@ -3,6 +3,7 @@
 //! user's `rego-templates/` directory, or a single external module (`body:` / `url:`).
 
 pub mod bundled;
+pub mod legacy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,10 @@ enum Kind {
     Package { engine: Engine, package: String },
     /// Query `data`; the first nested object with a `result` key is the result object.
     External { engine: Engine },
+    /// One of Postee's Go layouts (`legacy-scan-renderer`).
+    Legacy(legacy::Format),
+    /// The aggregation of a legacy layout.
+    LegacyAggregation(legacy::Format),
 }
 
 impl Template {
@@ -77,7 +82,44 @@ impl Template {
         match &self.kind {
             Kind::Package { package, .. } => format!("rego-package {package}"),
             Kind::External { .. } => "external module".to_string(),
+            Kind::Legacy(f) => format!("legacy-scan-renderer {}", f.name()),
+            Kind::LegacyAggregation(f) => {
+                format!("legacy-scan-renderer {} (aggregation)", f.name())
+            }
         }
+    }
+
+    /// The template that aggregates this one's messages: the `aggregation_pkg` package of a
+    /// `rego-package` template, the legacy aggregation of a legacy renderer, none otherwise.
+    pub fn aggregation_template(&self, registry: &Registry) -> Option<Result<Template, String>> {
+        match &self.kind {
+            Kind::Legacy(f) => Some(Ok(Template {
+                name: format!("{} (aggregation)", self.name),
+                kind: Kind::LegacyAggregation(*f),
+            })),
+            Kind::Package { .. } => {
+                let pkg = self.aggregation_package()?;
+                Some(
+                    registry
+                        .package_template(&format!("{} (aggregation)", self.name), &pkg)
+                        .map_err(|e| {
+                            format!("template `{}` aggregates with `{pkg}`: {e}", self.name)
+                        }),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    /// Renders a batch of messages (newest first) with this aggregation template. Rego
+    /// packages get the array of items Postee builds (spec §4.9) as `input`, without Postee's
+    /// leading `null`s.
+    pub fn aggregate(&self, items: &[Rendered]) -> Result<Rendered, RenderError> {
+        if let Kind::LegacyAggregation(f) = &self.kind {
+            return Ok(legacy::aggregate(*f, items));
+        }
+        let input: Vec<serde_json::Value> = items.iter().map(aggregation_item).collect();
+        self.eval(Value::from(serde_json::Value::Array(input)))
     }
 
     /// Postee's aggregation support test: evaluated with an empty input, a `rego-package`
@@ -98,6 +140,11 @@ impl Template {
     /// Renders one event. `input` is the event object (without the `postee` key);
     /// `aqua_server` is the `…/#/images/` form injected as `input.postee.AquaServer`.
     pub fn render(&self, input: &Value, aqua_server: &str) -> Result<Rendered, RenderError> {
+        if let Kind::Legacy(f) = &self.kind {
+            let mut rendered = self.legacy(*f, input, aqua_server)?;
+            rendered.owners = owners_of(input);
+            return Ok(rendered);
+        }
         let mut input = input.clone();
         if let Ok(obj) = input.as_object_mut() {
             let mut postee = Value::new_object();
@@ -133,6 +180,12 @@ impl Template {
                     .map(|x| x.value)
                     .ok_or_else(|| err(format!("package {package} produced no result")))?
             }
+            Kind::Legacy(f) => return self.legacy(*f, &input, ""),
+            Kind::LegacyAggregation(_) => {
+                return Err(err(
+                    "a legacy aggregation renders batches of messages, not an event".into(),
+                ));
+            }
             Kind::External { engine } => {
                 let mut e = engine.clone();
                 e.set_input(input);
@@ -153,6 +206,22 @@ impl Template {
             }
         };
         self.content(&obj)
+    }
+
+    fn legacy(
+        &self,
+        f: legacy::Format,
+        input: &Value,
+        aqua_server: &str,
+    ) -> Result<Rendered, RenderError> {
+        let json = serde_json::to_value(input).map_err(|e| RenderError::Eval {
+            template: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        legacy::render(f, &json, aqua_server).map_err(|message| RenderError::Eval {
+            template: self.name.clone(),
+            message,
+        })
     }
 
     fn content(&self, obj: &Value) -> Result<Rendered, RenderError> {
@@ -207,6 +276,33 @@ impl Template {
             owners: None,
         })
     }
+}
+
+/// One item of an aggregation input, as Postee builds it: the description parsed when it is
+/// a JSON array of objects (Slack blocks), else the text; the other content fields as text.
+pub fn aggregation_item(c: &Rendered) -> serde_json::Value {
+    let description = match serde_json::from_str::<serde_json::Value>(&c.description) {
+        Ok(v @ serde_json::Value::Array(_))
+            if v.as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_object())) =>
+        {
+            v
+        }
+        _ => serde_json::Value::String(c.description.clone()),
+    };
+    let extra = |k: &str| c.extra.get(k).cloned().unwrap_or_default();
+    serde_json::json!({
+        "description": description,
+        "title": c.title,
+        "url": c.url,
+        "date": extra("date"),
+        "severity": extra("severity"),
+        "summary": extra("summary"),
+        "category": extra("category"),
+        "subcategory": extra("subcategory"),
+        "assignedTo": extra("assignedTo"),
+        "assignedGroup": extra("assignedGroup"),
+    })
 }
 
 /// Depth-first search (keys in sorted order, so the answer is stable; Postee's depends on Go
@@ -450,7 +546,7 @@ impl Registry {
     }
 
     /// Builds the template of one config entry. Precedence as Postee: body > url > rego-package
-    /// (> legacy renderer, not available yet).
+    /// > legacy renderer.
     pub async fn build(
         &self,
         t: &TemplateConfig,
@@ -474,14 +570,15 @@ impl Registry {
             return self.package_template(&t.name, pkg);
         }
         if let Some(r) = &t.legacy_scan_renderer {
-            if !["html", "slack", "jira"].contains(&r.as_str()) {
+            let Some(format) = legacy::Format::parse(r) else {
                 return Err(format!(
                     "unknown legacy-scan-renderer `{r}` (valid: html, slack, jira)"
                 ));
-            }
-            return Err(format!(
-                "legacy-scan-renderer `{r}` is not supported yet; use a rego-package template"
-            ));
+            };
+            return Ok(Template {
+                name: t.name.clone(),
+                kind: Kind::Legacy(format),
+            });
         }
         Err("template has none of `rego-package`, `body`, `url` or `legacy-scan-renderer`".into())
     }
