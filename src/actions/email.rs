@@ -418,7 +418,7 @@ impl Email {
         let done = self
             .progress
             .lock()
-            .expect("email progress lock")
+            .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned()
             .unwrap_or_default();
@@ -484,7 +484,7 @@ impl Email {
                 }),
             }
         }
-        let mut progress = self.progress.lock().expect("email progress lock");
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         if failures.is_empty() {
             progress.remove(&id);
             return Ok(());

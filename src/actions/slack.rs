@@ -212,7 +212,7 @@ impl Action for Slack {
         let done = self
             .progress
             .lock()
-            .expect("slack progress lock")
+            .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .copied()
             .unwrap_or(0);
@@ -226,7 +226,7 @@ impl Action for Slack {
                 format!("Slack API error: Status: \"{status}\". Message: \"{body}\"")
             })
             .await;
-            let mut progress = self.progress.lock().expect("slack progress lock");
+            let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             match res {
                 Ok(_) if i + 1 == messages.len() => {
                     progress.remove(&id);
