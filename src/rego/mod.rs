@@ -2,6 +2,7 @@
 //! errors, Postee's `jsonformat`, shims for OPA's deprecated builtins, and a time limit.
 
 pub mod gojson;
+pub mod vm;
 
 use std::num::NonZeroU32;
 use std::time::Duration;

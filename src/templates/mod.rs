@@ -7,6 +7,7 @@ pub mod legacy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use regorus::{Engine, Value};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TemplateConfig;
 use crate::rego;
+use crate::rego::vm::VmTemplate;
 
 /// What a template produced for one event: Postee's "content" map (spec §4.5).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,49 @@ pub struct Rendered {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<String>,
 }
+
+/// Bundled packages that run on regorus' VM. Each is proven to give exactly the
+/// interpreter's output on every fixture by `vm_and_interpreter_agree_...`; the others
+/// (`postee.vuls.cyclonedx`, which reads another package's rules through an import, and
+/// `postee.vuls.slack.trivy.aggregation`) gave different results on the VM, so they stay on
+/// the interpreter.
+const VM_PACKAGES: &[&str] = &[
+    "postee.rawmessage.html",
+    "postee.rawmessage.json",
+    "postee.vuls.html",
+    "postee.vuls.html.aggregation",
+    "postee.vuls.slack",
+    "postee.vuls.slack.aggregation",
+    "postee.vuls.trivy.slack",
+    "postee.trivy.jira",
+    "postee.trivy.jira.aggregation",
+    "postee.trivyoperator.jira",
+    "postee.trivyoperator.slack",
+    "postee.trivyoperator.dependencytrack",
+    "postee.vuls.cyclondx",
+    "postee.vuls.opsgenie",
+    "postee.tracee.html",
+    "postee.tracee.slack",
+    "postee.servicenow",
+    "postee.servicenow.aggregation",
+    "postee.servicenow.incident",
+    "postee.servicenow.insight",
+];
+
+/// Every rule of a template that becomes part of the content.
+const TEMPLATE_FIELDS: &[&str] = &[
+    "title",
+    "result",
+    "url",
+    "aggregation_pkg",
+    "result_date",
+    "result_severity",
+    "result_summary",
+    "result_category",
+    "result_subcategory",
+    "result_assigned_to",
+    "result_assigned_group",
+];
 
 /// `result_*` rule name → content key (spec §4.5).
 const EXTRA_FIELDS: &[(&str, &str)] = &[
@@ -68,7 +113,12 @@ pub struct Template {
 #[derive(Clone)]
 enum Kind {
     /// Query `data.<package>`; the value is the result object.
-    Package { engine: Engine, package: String },
+    Package {
+        engine: Engine,
+        package: String,
+        /// The VM program, for bundled packages (identical output, proven by the goldens).
+        vm: Option<Arc<VmTemplate>>,
+    },
     /// Query `data`; the first nested object with a `result` key is the result object.
     External { engine: Engine },
     /// One of Postee's Go layouts (`legacy-scan-renderer`).
@@ -126,7 +176,10 @@ impl Template {
     /// template names its aggregation package in `aggregation_pkg`. External templates never
     /// aggregate (spec §5.2).
     pub fn aggregation_package(&self) -> Option<String> {
-        let Kind::Package { engine, package } = &self.kind else {
+        let Kind::Package {
+            engine, package, ..
+        } = &self.kind
+        else {
             return None;
         };
         let mut e = engine.clone();
@@ -167,7 +220,19 @@ impl Template {
             message,
         };
         let obj = match &self.kind {
-            Kind::Package { engine, package } => {
+            Kind::Package {
+                engine,
+                package,
+                vm,
+            } => {
+                if let Some(vm) = vm {
+                    match vm.eval(&input) {
+                        Ok(obj) => return self.content(&obj),
+                        Err(e) => {
+                            tracing::debug!(template = %self.name, error = %e, "VM failed; using the interpreter")
+                        }
+                    }
+                }
                 let mut e = engine.clone();
                 e.set_input(input);
                 let res = e
@@ -499,13 +564,56 @@ impl Registry {
                 ));
             }
         }
+        // Bundled packages run on the VM (unless POSTEE_REGO_VM=off); a user's own package,
+        // or one the VM cannot compile, runs on the interpreter.
+        let vm_wanted = std::env::var("POSTEE_REGO_VM").map_or(true, |v| v != "off");
+        let vm = if vm_wanted
+            && VM_PACKAGES.contains(&package)
+            && paths.iter().all(|p| p.starts_with("bundled:"))
+        {
+            let fields: Vec<&str> = TEMPLATE_FIELDS
+                .iter()
+                .copied()
+                .filter(|f| {
+                    paths.iter().any(|p| {
+                        self.bundle
+                            .has_declared_rule_rooted_at(p, f)
+                            .unwrap_or(false)
+                    })
+                })
+                .collect();
+            match VmTemplate::compile(&self.bundle, package, &fields) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    tracing::debug!(package, error = %e, "VM cannot compile this package; using the interpreter");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Template {
             name: name.to_string(),
             kind: Kind::Package {
                 engine: self.bundle.clone(),
                 package: package.to_string(),
+                vm,
             },
         })
+    }
+
+    /// Whether renders of `t` run on the VM.
+    pub fn uses_vm(t: &Template) -> bool {
+        matches!(&t.kind, Kind::Package { vm: Some(_), .. })
+    }
+
+    /// Without the VM, for tests that compare both paths.
+    pub fn interpreter_only(t: &Template) -> Template {
+        let mut t = t.clone();
+        if let Kind::Package { vm, .. } = &mut t.kind {
+            *vm = None;
+        }
+        t
     }
 
     /// A template from one module (`body:` or text fetched from `url:`), compiled with the
@@ -684,6 +792,56 @@ mod tests {
             .unwrap();
         assert_eq!(out.description, r#"{"assignee":"demo"}"#);
         assert_eq!(out.url, "Audit-registry-received/Audit-image-received");
+    }
+
+    /// The VM is only an optimisation: on every bundled package and every fixture it must
+    /// give exactly what the interpreter gives.
+    #[test]
+    fn vm_and_interpreter_agree_on_every_bundled_package_and_fixture() {
+        let r = registry();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events");
+        let mut inputs = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            inputs.push((
+                p.display().to_string(),
+                Value::from_json_str(&text).unwrap(),
+            ));
+        }
+        let mut compared = 0;
+        let mut diffs = Vec::new();
+        for package in VM_PACKAGES {
+            let t = r.package_template(package, package).unwrap();
+            assert!(
+                Registry::uses_vm(&t),
+                "{package} does not compile for the VM"
+            );
+            let slow = Registry::interpreter_only(&t);
+            for (name, input) in &inputs {
+                for server in ["", "https://aqua.example.com/#/images/"] {
+                    let fast = t.render(input, server);
+                    let reference = slow.render(input, server);
+                    let same = match (&fast, &reference) {
+                        (Ok(a), Ok(b)) => a == b,
+                        (Err(_), Err(_)) => true,
+                        _ => false,
+                    };
+                    if !same {
+                        diffs.push(format!(
+                            "{package} on {name}: VM {fast:?} vs interpreter {reference:?}"
+                        ));
+                    }
+                    compared += 1;
+                }
+            }
+        }
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+        let on_vm = VM_PACKAGES.len();
+        assert!(on_vm >= 10 && compared > 100);
+        // Packages outside the list stay on the interpreter.
+        let t = r.package_template("c", "postee.vuls.cyclonedx").unwrap();
+        assert!(!Registry::uses_vm(&t));
     }
 
     #[test]
