@@ -1,0 +1,164 @@
+//! Micro-benchmarks of the per-event work: route conditions, template rendering (VM and
+//! interpreter), dedup keys, journal commits. `cargo bench`; results in docs/performance.md.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use postee::config::RouteConfig;
+use postee::routing::Condition;
+use postee::routing::dedup::dedup_key;
+use postee::store::{JournalEntry, Store};
+use postee::templates::Registry;
+use regorus::Value;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/events")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+/// An Aqua scan with 300 vulnerabilities in 100 resources, built from the small fixture.
+fn big_scan() -> serde_json::Value {
+    let mut scan: serde_json::Value = serde_json::from_str(&fixture("aqua-scan.json")).unwrap();
+    let vuln = scan["resources"][0]["vulnerabilities"][0].clone();
+    let resource = scan["resources"][0].clone();
+    let sev = ["critical", "high", "medium", "low", "negligible"];
+    let mut resources = Vec::new();
+    for r in 0..100 {
+        let mut res = resource.clone();
+        res["resource"]["name"] = format!("package-{r}").into();
+        let vulns: Vec<serde_json::Value> = (0..3)
+            .map(|i| {
+                let mut v = vuln.clone();
+                v["name"] = format!("CVE-2024-{:05}", r * 3 + i).into();
+                v["aqua_severity"] = sev[(r * 3 + i) % 5].into();
+                v
+            })
+            .collect();
+        res["vulnerabilities"] = vulns.into();
+        resources.push(res);
+    }
+    scan["resources"] = resources.into();
+    scan
+}
+
+fn route(input: &str) -> RouteConfig {
+    RouteConfig {
+        name: "bench".into(),
+        input: input.into(),
+        ..RouteConfig::default()
+    }
+}
+
+fn conditions(c: &mut Criterion) {
+    let scan = Value::from_json_str(&fixture("aqua-scan.json")).unwrap();
+    let cases = [
+        ("contains", r#"contains(input.image, "all-in-one")"#),
+        ("numeric", "input.vulnerability_summary.critical > 0"),
+        (
+            "some_over_arrays",
+            "some i\ninput.resources[i].vulnerabilities[_].fix_version",
+        ),
+    ];
+    for (name, input) in cases {
+        let cond = Condition::build(&route(input), Path::new("/nonexistent")).unwrap();
+        assert!(cond.matches(&scan).unwrap());
+        c.bench_function(&format!("route_condition/{name}"), |b| {
+            b.iter(|| black_box(cond.matches(black_box(&scan)).unwrap()))
+        });
+    }
+}
+
+fn templates(c: &mut Criterion) {
+    let reg = Registry::new(Path::new("/nonexistent")).unwrap();
+    let small = Value::from_json_str(&fixture("aqua-scan.json")).unwrap();
+    let big = Value::from(big_scan());
+    let raw = reg
+        .package_template("raw", "postee.rawmessage.json")
+        .unwrap();
+    c.bench_function("template/raw_json", |b| {
+        b.iter(|| black_box(raw.render(&small, "").unwrap()))
+    });
+    let html = reg.package_template("html", "postee.vuls.html").unwrap();
+    let html_interp = Registry::interpreter_only(&html);
+    assert_eq!(
+        html.render(&big, "").unwrap(),
+        html_interp.render(&big, "").unwrap()
+    );
+    c.bench_function("template/vuls_html_small/vm", |b| {
+        b.iter(|| black_box(html.render(&small, "").unwrap()))
+    });
+    c.bench_function("template/vuls_html_small/interpreter", |b| {
+        b.iter(|| black_box(html_interp.render(&small, "").unwrap()))
+    });
+    let mut g = c.benchmark_group("template/vuls_html_300");
+    g.sample_size(20);
+    g.bench_function("vm", |b| {
+        b.iter(|| black_box(html.render(&big, "").unwrap()))
+    });
+    g.bench_function("interpreter", |b| {
+        b.iter(|| black_box(html_interp.render(&big, "").unwrap()))
+    });
+    g.finish();
+}
+
+fn dedup(c: &mut Criterion) {
+    let scan: serde_json::Value = serde_json::from_str(&fixture("aqua-scan.json")).unwrap();
+    let props: Vec<String> = [
+        "digest",
+        "image",
+        "registry",
+        "vulnerability_summary.critical",
+        "vulnerability_summary.high",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    c.bench_function("dedup_key", |b| {
+        b.iter(|| black_box(dedup_key(black_box(&scan), &props)))
+    });
+}
+
+fn journal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("bench.db")).unwrap();
+    let body = fixture("trivy-report.json");
+    let entry = |i: u64| {
+        (
+            format!("{i:020}"),
+            JournalEntry {
+                route: None,
+                received_at_ms: i,
+                body: body.clone(),
+            },
+        )
+    };
+    let mut n = 0u64;
+    let mut g = c.benchmark_group("journal_commit");
+    g.sample_size(20);
+    g.bench_function("single_event", |b| {
+        b.iter(|| {
+            n += 1;
+            store.append_journal(&[entry(n)]).unwrap()
+        })
+    });
+    g.bench_function("batch_of_100_events", |b| {
+        b.iter(|| {
+            let batch: Vec<_> = (0..100)
+                .map(|_| {
+                    n += 1;
+                    entry(n)
+                })
+                .collect();
+            store.append_journal(&batch).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, conditions, templates, dedup, journal);
+criterion_main!(benches);
