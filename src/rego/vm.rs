@@ -112,3 +112,51 @@ fn host_call(identifier: &Value, argument: &Value) -> anyhow::Result<Value> {
         other => bail!("unknown host builtin {other}"),
     }
 }
+
+/// A route condition (`data.postee.allow`) compiled for the VM. One warm VM is kept and
+/// reused (the router evaluates conditions on one thread; a busy VM means a fresh one).
+pub struct VmCondition {
+    program: Arc<Program>,
+    warm: std::sync::Mutex<Option<RegoVM>>,
+}
+
+impl VmCondition {
+    pub const ENTRY: &'static str = "data.postee.allow";
+
+    /// Errors (for example a shimmed OPA builtin the VM does not know) mean "interpreter".
+    pub fn compile(engine: &Engine) -> anyhow::Result<VmCondition> {
+        let mut e = engine.clone();
+        let policy = e.compile_with_entrypoint(&regorus::Rc::from(Self::ENTRY))?;
+        let program = Compiler::compile_from_policy(&policy, &[Self::ENTRY])?;
+        Ok(VmCondition {
+            program,
+            warm: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn new_vm(&self) -> RegoVM {
+        let mut vm = RegoVM::new();
+        vm.set_max_instructions(MAX_INSTRUCTIONS);
+        vm.set_execution_timer_config(Some(ExecutionTimerConfig {
+            limit: super::CONDITION_TIME_LIMIT,
+            check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+        }));
+        vm.load_program(self.program.clone());
+        vm
+    }
+
+    /// Whether `allow` is exactly `true` for this input.
+    pub fn allow(&self, input: &Value) -> anyhow::Result<bool> {
+        let mut slot = self.warm.try_lock().ok();
+        let mut vm = slot
+            .as_mut()
+            .and_then(|s| s.take())
+            .unwrap_or_else(|| self.new_vm());
+        vm.set_input(input.clone());
+        let res = vm.execute_entry_point_by_name(Self::ENTRY);
+        if let Some(s) = slot.as_mut() {
+            **s = Some(vm);
+        }
+        Ok(res? == Value::Bool(true))
+    }
+}

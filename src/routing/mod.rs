@@ -4,8 +4,11 @@
 pub mod dedup;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regorus::{Engine, Value};
+
+use crate::rego::vm::VmCondition;
 
 use crate::config::RouteConfig;
 use crate::rego;
@@ -23,11 +26,16 @@ pub fn wrap_input(input: &str) -> String {
 #[derive(Clone)]
 pub struct Condition {
     engine: Option<Engine>,
+    /// The same condition on regorus' VM, when it compiles there (about 5x faster).
+    vm: Option<Arc<VmCondition>>,
 }
 
 impl Condition {
     pub fn match_all() -> Self {
-        Condition { engine: None }
+        Condition {
+            engine: None,
+            vm: None,
+        }
     }
 
     /// Compiles a route's condition. `input-files` (when given) replace `input`, and several
@@ -70,12 +78,31 @@ impl Condition {
             }
         }
         if errors.is_empty() {
+            let vm_wanted = std::env::var("POSTEE_REGO_VM").map_or(true, |v| v != "off");
+            let vm = if vm_wanted {
+                VmCondition::compile(&engine).ok().map(Arc::new)
+            } else {
+                None
+            };
             Ok(Condition {
                 engine: Some(engine),
+                vm,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The interpreter only, for tests that compare both paths.
+    pub fn interpreter_only(&self) -> Condition {
+        Condition {
+            engine: self.engine.clone(),
+            vm: None,
+        }
+    }
+
+    pub fn uses_vm(&self) -> bool {
+        self.vm.is_some()
     }
 
     pub fn matches_all(&self) -> bool {
@@ -88,6 +115,11 @@ impl Condition {
         let Some(engine) = &self.engine else {
             return Ok(true);
         };
+        if let Some(vm) = &self.vm
+            && let Ok(allow) = vm.allow(input)
+        {
+            return Ok(allow);
+        }
         let mut e = engine.clone();
         rego::eval_bool(&mut e, input.clone(), "data.postee.allow")
             .map_err(|e| rego::describe_error(&e))
@@ -245,7 +277,51 @@ mod tests {
         for (input, event, want) in cases {
             let cond = Condition::build(&route(input, &[]), Path::new("/nonexistent")).unwrap();
             assert_eq!(check(&cond, event), *want, "condition {input:?} on {event}");
+            // The VM (when the condition compiles there) and the interpreter agree.
+            assert_eq!(
+                check(&cond.interpreter_only(), event),
+                *want,
+                "interpreter: {input:?} on {event}"
+            );
         }
+    }
+
+    /// Conditions run on the VM when they compile there; on every bundled filter and every
+    /// fixture the VM and the interpreter must agree.
+    #[test]
+    fn vm_and_interpreter_agree_on_filters_and_fixtures() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events");
+        let events: Vec<Value> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                Value::from_json_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap()
+            })
+            .collect();
+        let mut conditions: Vec<Condition> = bundled::filter_names()
+            .iter()
+            .map(|n| Condition::build(&route("", &[n]), Path::new("/nonexistent")).unwrap())
+            .collect();
+        for input in [
+            r#"contains(input.image, "all-in-one")"#,
+            "input.vulnerability_summary.critical > 0",
+            "some i\ninput.resources[i].vulnerabilities[_].fix_version",
+            "input.SigMetadata.ID == \"TRC-2\"",
+            "input.kind == \"VulnerabilityReport\"\ninput.report.summary.criticalCount > 0",
+        ] {
+            let c = Condition::build(&route(input, &[]), Path::new("/nonexistent")).unwrap();
+            assert!(c.uses_vm(), "{input} should run on the VM");
+            conditions.push(c);
+        }
+        let mut matched = 0;
+        for c in &conditions {
+            let slow = c.interpreter_only();
+            for e in &events {
+                let fast = c.matches(e).unwrap_or(false);
+                assert_eq!(fast, slow.matches(e).unwrap_or(false));
+                matched += usize::from(fast);
+            }
+        }
+        assert!(matched > 5, "the fixtures exercise matches too ({matched})");
     }
 
     #[test]
