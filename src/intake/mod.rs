@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use regorus::Value;
@@ -50,18 +51,22 @@ impl Intake {
 
 pub fn router(intake: Arc<Intake>) -> Router {
     let limit = intake.body_limit;
-    Router::new()
-        .route("/", post(post_all))
-        .route("/scan", post(post_all))
-        .route("/tenant/{route}", post(post_tenant))
-        .route("/ping", get(ping))
-        .route("/healthz", get(healthz))
+    // The management API needs the API key; the intake endpoints do not (as in Postee).
+    let management = Router::new()
         .route("/events", get(events))
         .route("/events/{id}", get(event))
         .route("/stats", get(stats))
         .route("/dlq", get(dlq_list))
         .route("/dlq/replay", post(dlq_replay_all))
         .route("/dlq/{id}/replay", post(dlq_replay_one))
+        .route_layer(middleware::from_fn_with_state(intake.clone(), require_key));
+    Router::new()
+        .route("/", post(post_all))
+        .route("/scan", post(post_all))
+        .route("/tenant/{route}", post(post_tenant))
+        .route("/ping", get(ping))
+        .route("/healthz", get(healthz))
+        .merge(management)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(intake)
@@ -214,11 +219,21 @@ fn authorized(
     }
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong API key (send it as X-Api-Key; see docs/operations.md)",
-    )
+/// Middleware of the management API: 401 without the right key.
+async fn require_key(
+    State(intake): State<Arc<Intake>>,
+    Query(q): Params,
+    req: Request,
+    next: Next,
+) -> Response {
+    if authorized(&intake, req.headers(), &q) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API key (send it as X-Api-Key; see docs/operations.md)",
+        )
+    }
 }
 
 type Params = Query<std::collections::HashMap<String, String>>;
@@ -235,14 +250,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Recent events with, per route, whether it matched and, per action, the delivery status.
 /// `?format=postee` gives Postee's form: the raw bodies posted to `/` and `/scan`, oldest first.
-async fn events(
-    State(intake): State<Arc<Intake>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn events(State(intake): State<Arc<Intake>>, Query(q): Params) -> Response {
     let postee_form = q.get("format").is_some_and(|f| f == "postee");
     // Postee's form keeps its last 1000 bodies.
     let default = if postee_form { MAX_EVENTS_LISTED } else { 100 };
@@ -278,15 +286,7 @@ async fn events(
     axum::Json(list).into_response()
 }
 
-async fn event(
-    State(intake): State<Arc<Intake>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn event(State(intake): State<Arc<Intake>>, Path(id): Path<String>) -> Response {
     let store = intake.dispatcher.store.clone();
     let key = id.clone();
     match blocking(move || store.event(&key)).await {
@@ -297,14 +297,7 @@ async fn event(
 }
 
 /// Store size and table counts.
-async fn stats(
-    State(intake): State<Arc<Intake>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn stats(State(intake): State<Arc<Intake>>) -> Response {
     let store = intake.dispatcher.store.clone();
     let full = intake
         .dispatcher
@@ -321,14 +314,7 @@ async fn stats(
     }
 }
 
-async fn dlq_list(
-    State(intake): State<Arc<Intake>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn dlq_list(State(intake): State<Arc<Intake>>) -> Response {
     let store = intake.dispatcher.store.clone();
     match blocking(move || store.dead_letters()).await {
         Ok(list) => axum::Json(list).into_response(),
@@ -388,26 +374,11 @@ async fn replay(intake: &Intake, ids: Option<Vec<String>>) -> Response {
     }
 }
 
-async fn dlq_replay_all(
-    State(intake): State<Arc<Intake>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn dlq_replay_all(State(intake): State<Arc<Intake>>) -> Response {
     replay(&intake, None).await
 }
 
-async fn dlq_replay_one(
-    State(intake): State<Arc<Intake>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if !authorized(&intake, &headers, &q) {
-        return unauthorized();
-    }
+async fn dlq_replay_one(State(intake): State<Arc<Intake>>, Path(id): Path<String>) -> Response {
     replay(&intake, Some(vec![id])).await
 }
 
