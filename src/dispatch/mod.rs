@@ -323,10 +323,7 @@ async fn router(
             let store = d.store.clone();
             let jobs = batch.clone();
             let res = tokio::task::spawn_blocking(move || {
-                let plans = jobs
-                    .iter()
-                    .map(|j| app.plan_event(&j.id, &j.entry, &j.input))
-                    .collect();
+                let plans = plan_parallel(&app, &jobs);
                 store.commit_routing(plans, &|route, items| app.render_aggregate(route, items))
             })
             .await;
@@ -353,6 +350,34 @@ async fn router(
         }
         d.unrouted.remove(n, bytes);
     }
+}
+
+/// Plans a batch (conditions and rendering, the CPU work) on every core, keeping the order.
+fn plan_parallel(app: &App, jobs: &[RouteJob]) -> Vec<crate::store::EventPlan> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || jobs.len() < 8 {
+        return jobs
+            .iter()
+            .map(|j| app.plan_event(&j.id, &j.entry, &j.input))
+            .collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|j| app.plan_event(&j.id, &j.entry, &j.input))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Exponential backoff with full jitter: a random delay up to `initial * 2^(attempt-1)`,
