@@ -377,34 +377,24 @@ pub fn dlq(args: DlqArgs) -> i32 {
                 ),
                 _ => None,
             };
-            let dead = store.dead_letters().unwrap_or_default();
-            let wanted: Vec<String> = dead
-                .iter()
-                .filter(|d| all || ids.contains(&d.delivery.id))
-                .filter(|d| match &known {
-                    Some(k) if !k.contains(&d.delivery.action) => {
+            let wanted = (!all).then_some(ids.as_slice());
+            let can_send = |a: &str| known.as_ref().is_none_or(|k| k.iter().any(|n| n == a));
+            match store.replay(wanted, &can_send) {
+                Ok(r) => {
+                    for d in &r.skipped {
                         eprintln!(
                             "skipped {}: action `{}` is not enabled in {}",
                             d.delivery.id,
                             d.delivery.action,
                             cfg_path.display()
                         );
-                        false
                     }
-                    _ => true,
-                })
-                .map(|d| d.delivery.id.clone())
-                .collect();
-            for id in &ids {
-                if !dead.iter().any(|d| &d.delivery.id == id) {
-                    eprintln!("no dead letter {id}");
-                }
-            }
-            match store.replay(Some(&wanted)) {
-                Ok(r) => {
+                    for id in &r.unknown {
+                        eprintln!("no dead letter {id}");
+                    }
                     println!(
                         "replayed {} dead letters; they are sent at the next start",
-                        r.len()
+                        r.replayed.len()
                     );
                     if known.is_none() {
                         eprintln!(
@@ -413,8 +403,11 @@ pub fn dlq(args: DlqArgs) -> i32 {
                         );
                     }
                     // Non-zero when anything asked for was skipped or not found.
-                    let expected = if all { dead.len() } else { ids.len() };
-                    if r.len() == expected { 0 } else { 1 }
+                    if r.skipped.is_empty() && r.unknown.is_empty() {
+                        0
+                    } else {
+                        1
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -321,54 +321,35 @@ async fn dlq_list(State(intake): State<Arc<Intake>>) -> Response {
 
 async fn replay(intake: &Intake, ids: Option<Vec<String>>) -> Response {
     let store = intake.dispatcher.store.clone();
+    let dispatcher = intake.dispatcher.clone();
+    let one = ids.is_some();
     // Only dead letters whose action is configured now can be sent.
-    let dead = match blocking({
-        let store = store.clone();
-        move || store.dead_letters()
-    })
-    .await
-    {
-        Ok(d) => d,
+    let res =
+        blocking(move || store.replay(ids.as_deref(), &|a| dispatcher.app.actions.contains_key(a)))
+            .await;
+    let r = match res {
+        Ok(r) => r,
         Err(resp) => return resp,
     };
-    let actions = &intake.dispatcher.app.actions;
-    if let Some(ids) = &ids
-        && let Some(d) = dead.iter().find(|d| ids.contains(&d.delivery.id))
-        && !actions.contains_key(&d.delivery.action)
-    {
-        return error(
-            StatusCode::CONFLICT,
-            format!(
-                "action `{}` is not configured (or not enabled); enable it, then replay",
-                d.delivery.action
-            ),
-        );
-    }
-    let wanted: Vec<String> = dead
-        .iter()
-        .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.delivery.id)))
-        .filter(|d| actions.contains_key(&d.delivery.action))
-        .map(|d| d.delivery.id.clone())
-        .collect();
-    let wanted = Some(wanted);
-    match blocking(move || store.replay(wanted.as_deref())).await {
-        Ok(replayed) => {
-            if let Some(ids) = &ids
-                && replayed.is_empty()
-            {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!("no dead letter {:?}", ids[0]),
-                );
-            }
-            for d in &replayed {
-                intake.dispatcher.notify(&d.action);
-            }
-            let ids: Vec<&str> = replayed.iter().map(|d| d.id.as_str()).collect();
-            axum::Json(json!({ "replayed": ids })).into_response()
+    if one {
+        if let Some(id) = r.unknown.first() {
+            return error(StatusCode::NOT_FOUND, format!("no dead letter {id:?}"));
         }
-        Err(resp) => resp,
+        if let Some(d) = r.skipped.first() {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "action `{}` is not configured (or not enabled); enable it, then replay",
+                    d.delivery.action
+                ),
+            );
+        }
     }
+    for d in &r.replayed {
+        intake.dispatcher.notify(&d.action);
+    }
+    let ids: Vec<&str> = r.replayed.iter().map(|d| d.id.as_str()).collect();
+    axum::Json(json!({ "replayed": ids })).into_response()
 }
 
 async fn dlq_replay_all(State(intake): State<Arc<Intake>>) -> Response {

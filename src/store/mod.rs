@@ -84,6 +84,16 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub replayed: Vec<Delivery>,
+    /// Dead letters left dead because their action is not configured now.
+    pub skipped: Vec<DeadLetter>,
+    /// Asked-for ids that are not dead letters.
+    pub unknown: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -936,11 +946,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Re-queues dead letters (all when `ids` is `None`) with a fresh attempt count.
-    /// Returns the replayed deliveries.
-    pub fn replay(&self, ids: Option<&[String]>) -> Result<Vec<Delivery>> {
+    /// Re-queues dead letters (all when `ids` is `None`) with a fresh attempt count and
+    /// max-age, in one transaction. Dead letters whose action `can_send` refuses (not
+    /// configured now) stay dead and are reported, as are ids that are not dead letters.
+    pub fn replay(
+        &self,
+        ids: Option<&[String]>,
+        can_send: &dyn Fn(&str) -> bool,
+    ) -> Result<Replay> {
         let now = now_ms();
-        let mut replayed = Vec::new();
+        let mut out = Replay::default();
         let txn = self.write(true)?;
         {
             let mut dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
@@ -960,12 +975,18 @@ impl Store {
             };
             for id in keys {
                 let Some(dl) = dead
-                    .remove(id.as_str())
+                    .get(id.as_str())
                     .map_err(|e| self.err(e))?
                     .and_then(|v| serde_json::from_slice::<DeadLetter>(v.value()).ok())
                 else {
+                    out.unknown.push(id);
                     continue;
                 };
+                if !can_send(&dl.delivery.action) {
+                    out.skipped.push(dl);
+                    continue;
+                }
+                dead.remove(id.as_str()).map_err(|e| self.err(e))?;
                 let mut d = dl.delivery;
                 d.attempts = 0;
                 d.due_at_ms = now;
@@ -975,11 +996,11 @@ impl Store {
                 d.then.clear();
                 self.queue(&mut outbox, &mut due, &d)?;
                 self.update_history(&mut events, &d, Status::Pending, None, now)?;
-                replayed.push(d);
+                out.replayed.push(d);
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
-        Ok(replayed)
+        Ok(out)
     }
 
     /// The most recent events, newest first.
@@ -1246,7 +1267,10 @@ mod tests {
         assert_eq!(ev["routes"][0]["actions"][0]["attempts"], 2);
         assert_eq!(ev["routes"][0]["actions"][1]["status"], "dead");
         assert_eq!(s.dead_letters().unwrap().len(), 1);
-        let replayed = s.replay(None).unwrap();
+        assert_eq!(s.replay(None, &|_| false).unwrap().skipped.len(), 1);
+        let r = s.replay(Some(&["nope".to_string()]), &|_| true).unwrap();
+        assert_eq!(r.unknown, vec!["nope".to_string()]);
+        let replayed = s.replay(None, &|_| true).unwrap().replayed;
         assert_eq!(replayed.len(), 1);
         assert_eq!(replayed[0].attempts, 0);
         assert!(s.dead_letters().unwrap().is_empty());
