@@ -8,7 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use postee::config::RouteConfig;
 use postee::routing::Condition;
 use postee::routing::dedup::dedup_key;
-use postee::store::{JournalEntry, Store};
+use postee::store::JournalEntry;
+use postee::store::journal::JournalWriter;
 use postee::templates::Registry;
 use regorus::Value;
 
@@ -125,7 +126,7 @@ fn dedup(c: &mut Criterion) {
 
 fn journal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("bench.db")).unwrap();
+    let mut writer = JournalWriter::open(&dir.path().join("bench.journal")).unwrap();
     let body = fixture("trivy-report.json");
     let entry = |i: u64| {
         (
@@ -143,7 +144,9 @@ fn journal(c: &mut Criterion) {
     g.bench_function("single_event", |b| {
         b.iter(|| {
             n += 1;
-            store.append_journal(&[entry(n)]).unwrap()
+            let (id, e) = entry(n);
+            writer.write(&[(&id, &e)]).unwrap();
+            writer.file().sync_data().unwrap()
         })
     });
     g.bench_function("batch_of_100_events", |b| {
@@ -154,7 +157,10 @@ fn journal(c: &mut Criterion) {
                     entry(n)
                 })
                 .collect();
-            store.append_journal(&batch).unwrap()
+            let items: Vec<(&str, &JournalEntry)> =
+                batch.iter().map(|(id, e)| (id.as_str(), e)).collect();
+            writer.write(&items).unwrap();
+            writer.file().sync_data().unwrap()
         })
     });
     g.finish();

@@ -34,12 +34,9 @@ fn body(kind: &str, seq: u64, scan: &serde_json::Value) -> String {
             } else {
                 "CVE-none".into()
             };
-            serde_json::json!({
-                "seq": seq, "sent_at_us": at, "image": image, "registry": "bench",
-                "vulnerability_summary": {"critical": critical, "high": 3},
-                "resources": [{"resource": {"name": "openssl"}, "vulnerabilities": [{"name": cve}]}]
-            })
-            .to_string()
+            format!(
+                r#"{{"seq":{seq},"sent_at_us":{at},"image":"{image}","registry":"bench","vulnerability_summary":{{"critical":{critical},"high":3}},"resources":[{{"resource":{{"name":"openssl"}},"vulnerabilities":[{{"name":"{cve}"}}]}}]}}"#
+            )
         }
         "postee-render" => {
             let mut s = scan.clone();
@@ -53,6 +50,131 @@ fn body(kind: &str, seq: u64, scan: &serde_json::Value) -> String {
         }])
         .to_string(),
         other => panic!("unknown kind {other}"),
+    }
+}
+
+/// Where to POST: host:port and path (plain HTTP on loopback).
+#[derive(Clone)]
+struct Target {
+    addr: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Target {
+        let rest = url.strip_prefix("http://").expect("an http:// URL");
+        let (addr, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        Target {
+            addr: addr.to_string(),
+            path: path.to_string(),
+        }
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection and its read buffer.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// POSTs a JSON body over the connection (opened or reopened as needed); returns the status.
+/// A deliberately small HTTP/1.1 client: the generator's own cost stays low and identical for
+/// every target.
+async fn post(conn: &mut Option<Conn>, t: &Target, body: &[u8]) -> std::io::Result<u16> {
+    use tokio::io::AsyncWriteExt;
+    for attempt in 0..2 {
+        if conn.is_none() {
+            let stream = tokio::net::TcpStream::connect(&t.addr).await?;
+            stream.set_nodelay(true)?;
+            *conn = Some(Conn {
+                stream,
+                buf: Vec::with_capacity(4096),
+            });
+        }
+        let c = conn.as_mut().expect("connected");
+        let mut req = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            t.path,
+            t.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        if c.stream.write_all(&req).await.is_err() {
+            *conn = None;
+            continue;
+        }
+        match read_response(c).await {
+            Ok(status) => return Ok(status),
+            // A keep-alive connection the server closed: reconnect once.
+            Err(_) if attempt == 0 => *conn = None,
+            Err(e) => {
+                *conn = None;
+                return Err(e);
+            }
+        }
+    }
+    Err(std::io::Error::other("connection closed"))
+}
+
+/// Reads one response (Content-Length or chunked body); returns its status.
+async fn read_response(c: &mut Conn) -> std::io::Result<u16> {
+    use tokio::io::AsyncReadExt;
+    let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed");
+    let head_end = loop {
+        if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = c.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(eof());
+        }
+        c.buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&c.buf[..head_end]).to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &c.buf[head_end..];
+        let complete = match (length, chunked) {
+            (Some(n), _) => body.len() >= n,
+            (None, true) => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            (None, false) => true,
+        };
+        if complete {
+            let used = match length {
+                Some(n) => head_end + n,
+                None if chunked => {
+                    head_end
+                        + body
+                            .windows(5)
+                            .position(|w| w == b"0\r\n\r\n")
+                            .expect("found")
+                        + 5
+                }
+                None => head_end,
+            };
+            c.buf.drain(..used);
+            return Ok(status);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = c.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(eof());
+        }
+        c.buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -86,7 +208,6 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    postee::install_crypto_provider();
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 5 {
         eprintln!(
@@ -109,29 +230,25 @@ async fn main() {
         .unwrap(),
     )
     .unwrap();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(4096)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let target = Target::parse(&url);
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count as usize)));
     let start = Instant::now();
+    let scan = Arc::new(scan);
+    // One keep-alive connection per worker, reused for every request it sends.
     let send = {
-        let (client, url, kind, scan, ok, failed, lat) = (
-            client.clone(),
-            url.clone(),
+        let (target, kind, scan, ok, failed, lat) = (
+            target.clone(),
             kind.clone(),
             scan.clone(),
             ok.clone(),
             failed.clone(),
             lat.clone(),
         );
-        move |seq: u64, scheduled: Instant| {
-            let (client, url, kind, scan, ok, failed, lat) = (
-                client.clone(),
-                url.clone(),
+        move |conn: Arc<tokio::sync::Mutex<Option<Conn>>>, seq: u64, scheduled: Instant| {
+            let (target, kind, scan, ok, failed, lat) = (
+                target.clone(),
                 kind.clone(),
                 scan.clone(),
                 ok.clone(),
@@ -140,14 +257,10 @@ async fn main() {
             );
             async move {
                 let b = body(&kind, seq, &scan);
-                let r = client
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(b)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
+                let mut c = conn.lock().await;
+                let res = post(&mut c, &target, b.as_bytes()).await;
+                match res {
+                    Ok(status) if (200..300).contains(&status) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                         lat.lock()
                             .unwrap()
@@ -165,13 +278,14 @@ async fn main() {
         let mut tasks = Vec::new();
         for _ in 0..conns {
             let (next, send) = (next.clone(), send.clone());
+            let conn = Arc::new(tokio::sync::Mutex::new(None));
             tasks.push(tokio::spawn(async move {
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
                     if seq >= count {
                         break;
                     }
-                    send(seq, Instant::now()).await;
+                    send(conn.clone(), seq, Instant::now()).await;
                 }
             }));
         }
@@ -181,10 +295,19 @@ async fn main() {
     } else {
         let per_s: f64 = rate.parse().expect("rate is a number or max");
         let mut tasks = tokio::task::JoinSet::new();
+        // A pool of connections; a request takes a free one (or opens one more).
+        let pool: Vec<Arc<tokio::sync::Mutex<Option<Conn>>>> = (0..conns.max(256))
+            .map(|_| Arc::new(tokio::sync::Mutex::new(None)))
+            .collect();
         for seq in 0..count {
             let at = start + Duration::from_secs_f64(seq as f64 / per_s);
             tokio::time::sleep_until(at.into()).await;
-            tasks.spawn(send(seq, at));
+            let conn = pool
+                .iter()
+                .find(|c| c.try_lock().is_ok())
+                .cloned()
+                .unwrap_or_else(|| Arc::new(tokio::sync::Mutex::new(None)));
+            tasks.spawn(send(conn, seq, at));
             while tasks.try_join_next().is_some() {}
         }
         while tasks.join_next().await.is_some() {}

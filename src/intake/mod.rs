@@ -300,13 +300,18 @@ async fn stats(State(intake): State<Arc<Intake>>) -> Response {
         .dispatcher
         .full
         .load(std::sync::atomic::Ordering::SeqCst);
+    let unrouted = intake.dispatcher.unrouted();
     match blocking(move || Ok((store.size()?, store.counts()?))).await {
-        Ok((size, counts)) => axum::Json(json!({
-            "store_bytes": size,
-            "store_full": full,
-            "counts": counts,
-        }))
-        .into_response(),
+        Ok((size, mut counts)) => {
+            // Not routed yet: waiting in the journal.
+            counts.insert("journal", unrouted);
+            axum::Json(json!({
+                "store_bytes": size,
+                "store_full": full,
+                "counts": counts,
+            }))
+            .into_response()
+        }
         Err(resp) => resp,
     }
 }

@@ -1,10 +1,14 @@
-//! The embedded store (redb, one file at `PATH_TO_DB`): the journal of acknowledged events,
-//! the outbox of deliveries and its due-time index, dead letters, dedup keys, event history.
+//! The embedded store: the journal of acknowledged events (an append-only log beside the
+//! database, [`journal`]) and redb, one file at `PATH_TO_DB`, with the outbox of deliveries
+//! and its due-time index, dead letters, dedup keys and the event history.
 //!
-//! Durability: a journal append is committed with fsync before the event is acknowledged.
+//! Durability: a journal append is written with fdatasync before the event is acknowledged.
 //! Everything after that (routing, outcomes) commits without fsync and is made durable by
-//! the next fsync'd commit (`flush`, at most half a second later): a crash can only roll those
-//! back to a state that is replayed (re-routed, re-sent), never lose an acknowledged event.
+//! the next fsync'd commit (`flush`, at most 100 ms later): a crash can only roll those
+//! back to a state that is replayed (re-routed from the journal, re-sent), never lose an
+//! acknowledged event. Journal segments are deleted only once their routing is durable.
+
+pub mod journal;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::templates::Rendered;
 
+/// Journal of stores written before the journal became a log; routed first at start.
 const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+/// History records (without the body) and, apart, the bodies: outcomes rewrite the small
+/// record only.
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 const DUE: TableDefinition<&str, ()> = TableDefinition::new("due");
@@ -26,6 +33,11 @@ const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
 const DEDUP: TableDefinition<&str, &[u8]> = TableDefinition::new("dedup");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const AGG: TableDefinition<&str, &[u8]> = TableDefinition::new("aggregation");
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const BODIES: TableDefinition<&str, &str> = TableDefinition::new("bodies");
+/// META key: the journal position routing has reached (committed with the routing).
+const CHECKPOINT: &str = "journal_routed";
 
 #[derive(Debug, thiserror::Error)]
 #[error("store {path}: {message}")]
@@ -130,6 +142,8 @@ pub struct EventRecord {
     pub received_at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Kept in its own table; filled in when read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
     pub routed_at_ms: u64,
     pub routes: Vec<RouteRecord>,
@@ -228,6 +242,9 @@ fn due_prefix(action: &str) -> (String, String) {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    journal_dir: PathBuf,
+    /// Where durable journal data ends (kept up to date by the journal's sync threads).
+    pub journal_end: std::sync::atomic::AtomicU64,
     /// A commit without fsync happened since the last fsync'd one.
     dirty: AtomicBool,
 }
@@ -252,20 +269,27 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| err(format!("cannot create directory: {e}")))?;
         }
-        let db = Database::create(path).map_err(|e| {
-            let m = e.to_string();
-            if m.contains("already open") || m.contains("lock") {
-                err(
+        // redb's default page cache is 1 GiB; the hot pages here are the outbox, the due index
+        // and recent history, so a small cache keeps memory bounded at little cost.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
+                let m = e.to_string();
+                if m.contains("already open") || m.contains("lock") {
+                    err(
                     "the store is in use by another postee process (stop it, or use its HTTP API)"
                         .into(),
                 )
-            } else {
-                err(m)
-            }
-        })?;
+                } else {
+                    err(m)
+                }
+            })?;
         let store = Store {
             db,
             path: path.to_path_buf(),
+            journal_dir: journal::dir_for(path),
+            journal_end: std::sync::atomic::AtomicU64::new(0),
             dirty: AtomicBool::new(false),
         };
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
@@ -278,6 +302,7 @@ impl Store {
             txn.open_table(DEDUP).map_err(|e| store.err(e))?;
             txn.open_table(META).map_err(|e| store.err(e))?;
             txn.open_table(AGG).map_err(|e| store.err(e))?;
+            txn.open_table(BODIES).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -297,32 +322,38 @@ impl Store {
         Ok(txn)
     }
 
-    /// Makes every earlier non-fsync'd commit durable.
+    /// The journal's directory (`<db>.journal`).
+    pub fn journal_dir(&self) -> &Path {
+        &self.journal_dir
+    }
+
+    /// Makes every earlier non-fsync'd commit durable, then deletes the journal segments
+    /// that durable routing has passed.
     pub fn flush(&self) -> Result<()> {
-        if self.dirty.swap(false, Ordering::SeqCst) {
+        let routed = if self.dirty.swap(false, Ordering::SeqCst) {
             let txn = self.write(true)?;
+            let routed = checkpoint_in(&txn.open_table(META).map_err(|e| self.err(e))?)
+                .map_err(|e| self.err(e))?;
             txn.commit().map_err(|e| self.err(e))?;
+            routed
+        } else {
+            self.checkpoint()?
+        };
+        if routed > 0 {
+            journal::remove_before(&self.journal_dir, routed)
+                .map_err(|e| self.err(format!("cannot delete routed journal segments: {e}")))?;
         }
         Ok(())
     }
 
-    /// Appends acknowledged events, with fsync. One call is one commit (group commit).
-    pub fn append_journal(&self, entries: &[(String, JournalEntry)]) -> Result<()> {
-        let txn = self.write(true)?;
-        {
-            let mut t = txn.open_table(JOURNAL).map_err(|e| self.err(e))?;
-            for (id, e) in entries {
-                let v = serde_json::to_vec(e).map_err(|e| self.err(e))?;
-                t.insert(id.as_str(), v.as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        // A durable commit also persists earlier non-durable ones.
-        self.dirty.store(false, Ordering::SeqCst);
-        txn.commit().map_err(|e| self.err(e))
+    /// How far routing has got in the journal (committed, maybe not durable yet).
+    pub fn checkpoint(&self) -> Result<u64> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(META).map_err(|e| self.err(e))?;
+        checkpoint_in(&t).map_err(|e| self.err(e))
     }
 
-    /// Every journal entry (acknowledged, not yet routed), oldest first.
+    /// Entries of the old in-database journal (stores from before the log), oldest first.
     pub fn journal(&self) -> Result<Vec<(String, JournalEntry)>> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
@@ -336,24 +367,25 @@ impl Store {
         Ok(out)
     }
 
-    pub fn journal_len(&self) -> Result<u64> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
-        t.len().map_err(|e| self.err(e))
-    }
-
     /// Commits routing decisions: the journal entries go, the history and the deliveries
     /// (outbox + due index) and dedup keys come, in one transaction. Returns the actions that
     /// got new deliveries.
     pub fn commit_routing(
         &self,
         plans: Vec<EventPlan>,
+        checkpoint: Option<u64>,
         render: AggregateRenderer,
-    ) -> Result<HashSet<String>> {
+    ) -> Result<Vec<Delivery>> {
         let now = now_ms();
-        let mut touched = HashSet::new();
+        let mut touched = Vec::new();
         let txn = self.write(false)?;
         {
+            if let Some(pos) = checkpoint {
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert(CHECKPOINT, pos.to_string().as_str())
+                    .map_err(|e| self.err(e))?;
+            }
+            let mut bodies = txn.open_table(BODIES).map_err(|e| self.err(e))?;
             let mut agg = txn.open_table(AGG).map_err(|e| self.err(e))?;
             let mut journal = txn.open_table(JOURNAL).map_err(|e| self.err(e))?;
             let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
@@ -366,7 +398,7 @@ impl Store {
                     id: plan.id.clone(),
                     received_at_ms: plan.entry.received_at_ms,
                     tenant: plan.entry.route.clone(),
-                    body: plan.entry.body,
+                    body: String::new(),
                     routed_at_ms: now,
                     routes: Vec::new(),
                 };
@@ -455,6 +487,9 @@ impl Store {
                 events
                     .insert(plan.id.as_str(), v.as_slice())
                     .map_err(|e| self.err(e))?;
+                bodies
+                    .insert(plan.id.as_str(), plan.entry.body.as_str())
+                    .map_err(|e| self.err(e))?;
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
@@ -474,7 +509,7 @@ impl Store {
         content: &Rendered,
         dedup_key: Option<String>,
         now: u64,
-        touched: &mut HashSet<String>,
+        touched: &mut Vec<Delivery>,
     ) -> Result<Vec<ActionRecord>> {
         // With serialize-actions only the first action is queued; each next one is queued
         // when the one before it has finished.
@@ -501,7 +536,7 @@ impl Store {
                     },
                 };
                 self.queue(outbox, due, &d)?;
-                touched.insert(action.clone());
+                touched.push(d);
             }
             records.push(ActionRecord {
                 action: action.clone(),
@@ -557,7 +592,7 @@ impl Store {
         items: Vec<AggItem>,
         render: AggregateRenderer,
         now: u64,
-        touched: &mut HashSet<String>,
+        touched: &mut Vec<Delivery>,
     ) -> Result<()> {
         let id = crate::intake::new_event_id();
         // Postee hands the aggregation package the newest message first.
@@ -611,9 +646,9 @@ impl Store {
         &self,
         routes: &[WindowRoute],
         render: AggregateRenderer,
-    ) -> Result<HashSet<String>> {
+    ) -> Result<Vec<Delivery>> {
         let now = now_ms();
-        let mut touched = HashSet::new();
+        let mut touched = Vec::new();
         let due_routes: Vec<&WindowRoute> = {
             let r = self.db.begin_read().map_err(|e| self.err(e))?;
             let agg = r.open_table(AGG).map_err(|e| self.err(e))?;
@@ -703,7 +738,7 @@ impl Store {
         due: &mut redb::Table<&str, ()>,
         d: &Delivery,
         now: u64,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Delivery>> {
         let Some((next, rest)) = d.then.split_first() else {
             return Ok(None);
         };
@@ -718,7 +753,7 @@ impl Store {
             ..d.clone()
         };
         self.queue(outbox, due, &n)?;
-        Ok(Some(next.clone()))
+        Ok(Some(n))
     }
 
     /// Moves queued deliveries whose action is no longer configured (removed or disabled)
@@ -757,6 +792,17 @@ impl Store {
         limit: usize,
         busy: &HashSet<String>,
     ) -> Result<Vec<Delivery>> {
+        Ok(self.due_scan(action, now, limit, busy)?.0)
+    }
+
+    /// [`Store::due`], and when the first delivery not due yet is due (`None`: none).
+    pub fn due_scan(
+        &self,
+        action: &str,
+        now: u64,
+        limit: usize,
+        busy: &HashSet<String>,
+    ) -> Result<(Vec<Delivery>, Option<u64>)> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let due = r.open_table(DUE).map_err(|e| self.err(e))?;
         let outbox = r.open_table(OUTBOX).map_err(|e| self.err(e))?;
@@ -766,9 +812,6 @@ impl Store {
             .range(lo.as_str()..hi.as_str())
             .map_err(|e| self.err(e))?
         {
-            if out.len() >= limit {
-                break;
-            }
             let (k, _) = item.map_err(|e| self.err(e))?;
             let key = k.value();
             let mut parts = key.splitn(3, '\u{0}');
@@ -777,7 +820,11 @@ impl Store {
                 continue;
             };
             if at > now {
-                break;
+                return Ok((out, Some(at)));
+            }
+            if out.len() >= limit {
+                // More are due now.
+                return Ok((out, Some(now)));
             }
             if busy.contains(id) {
                 continue;
@@ -788,7 +835,7 @@ impl Store {
                 out.push(d);
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// When the next delivery of `action` is due (`None`: nothing queued).
@@ -845,92 +892,124 @@ impl Store {
         Ok(Some(rec))
     }
 
-    /// A delivery succeeded (`d.attempts` already counts this attempt). Returns the action
+    /// A delivery succeeded (`d.attempts` already counts this attempt). Returns the delivery
     /// queued next (serialize-actions).
-    pub fn record_delivered(&self, d: &Delivery) -> Result<Option<String>> {
-        let now = now_ms();
-        let txn = self.write(false)?;
-        let next;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
-            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
-            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
-            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
-                .map_err(|e| self.err(e))?;
-            self.update_history(&mut events, d, Status::Delivered, None, now)?;
-            next = self.queue_next(&mut outbox, &mut due, d, now)?;
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(next)
+    pub fn record_delivered(&self, d: &Delivery) -> Result<Option<Delivery>> {
+        self.one_outcome(d, Outcome::Delivered)
     }
 
     /// A transient failure: try again at `next_at`.
     pub fn record_retry(&self, d: &Delivery, next_at: u64, error: &str) -> Result<()> {
-        let now = now_ms();
-        let txn = self.write(false)?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
-            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
-            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
-                .map_err(|e| self.err(e))?;
-            let mut next = d.clone();
-            next.due_at_ms = next_at;
-            next.last_error = Some(error.to_string());
-            self.queue(&mut outbox, &mut due, &next)?;
-            self.update_history(&mut events, &next, Status::Pending, Some(error), now)?;
-        }
-        txn.commit().map_err(|e| self.err(e))
+        self.one_outcome(
+            d,
+            Outcome::Retry {
+                next_at,
+                error: error.to_string(),
+            },
+        )
+        .map(|_| ())
     }
 
-    /// The delivery failed for good: it moves to the dead letters. When every delivery of its
-    /// (event, route) is dead, the route's dedup key for that event is released so a later
-    /// copy of the alert gets through.
-    pub fn record_dead(&self, d: &Delivery, error: &str) -> Result<Option<String>> {
+    /// The delivery failed for good (see [`Outcome::Dead`]).
+    pub fn record_dead(&self, d: &Delivery, error: &str) -> Result<Option<Delivery>> {
+        self.one_outcome(
+            d,
+            Outcome::Dead {
+                error: error.to_string(),
+            },
+        )
+    }
+
+    fn one_outcome(&self, d: &Delivery, o: Outcome) -> Result<Option<Delivery>> {
+        let mut r = self.record_outcomes(&[(d, o)])?;
+        Ok(r.pop().flatten())
+    }
+
+    /// Records many delivery outcomes in one transaction. Returns, per outcome, the delivery
+    /// queued next (serialize-actions).
+    pub fn record_outcomes(
+        &self,
+        outcomes: &[(&Delivery, Outcome)],
+    ) -> Result<Vec<Option<Delivery>>> {
         let now = now_ms();
         let txn = self.write(false)?;
-        let next;
+        let mut out = Vec::with_capacity(outcomes.len());
         {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.err(e))?;
-            let mut due = txn.open_table(DUE).map_err(|e| self.err(e))?;
-            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            let mut dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
-            let mut dedup = txn.open_table(DEDUP).map_err(|e| self.err(e))?;
-            outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
-            due.remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
-                .map_err(|e| self.err(e))?;
-            let mut last = d.clone();
-            last.last_error = Some(error.to_string());
-            let dl = DeadLetter {
-                delivery: last.clone(),
-                dead_at_ms: now,
-                error: error.to_string(),
+            let mut t = OutcomeTables {
+                outbox: txn.open_table(OUTBOX).map_err(|e| self.err(e))?,
+                due: txn.open_table(DUE).map_err(|e| self.err(e))?,
+                events: txn.open_table(EVENTS).map_err(|e| self.err(e))?,
+                dead: txn.open_table(DEAD).map_err(|e| self.err(e))?,
+                dedup: txn.open_table(DEDUP).map_err(|e| self.err(e))?,
             };
-            let v = serde_json::to_vec(&dl).map_err(|e| self.err(e))?;
-            dead.insert(d.id.as_str(), v.as_slice())
-                .map_err(|e| self.err(e))?;
-            let rec = self.update_history(&mut events, &last, Status::Dead, Some(error), now)?;
-            next = self.queue_next(&mut outbox, &mut due, d, now)?;
-            if let (Some(key), Some(rec)) = (d.dedup_key.as_deref(), rec) {
-                let all_dead = rec
-                    .routes
-                    .iter()
-                    .filter(|r| r.route == d.route)
-                    .flat_map(|r| &r.actions)
-                    .all(|a| a.status == Status::Dead);
-                let held_by_this = dedup
-                    .get(key)
-                    .map_err(|e| self.err(e))?
-                    .and_then(|v| serde_json::from_slice::<DedupRecord>(v.value()).ok())
-                    .is_some_and(|r| r.event_id == d.event_id);
-                if all_dead && held_by_this {
-                    dedup.remove(key).map_err(|e| self.err(e))?;
-                }
+            for (d, o) in outcomes {
+                out.push(self.apply_outcome(&mut t, d, o, now)?);
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
-        Ok(next)
+        Ok(out)
+    }
+
+    fn apply_outcome(
+        &self,
+        t: &mut OutcomeTables,
+        d: &Delivery,
+        o: &Outcome,
+        now: u64,
+    ) -> Result<Option<Delivery>> {
+        t.due
+            .remove(due_key(&d.action, d.due_at_ms, &d.id).as_str())
+            .map_err(|e| self.err(e))?;
+        match o {
+            Outcome::Delivered => {
+                t.outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
+                self.update_history(&mut t.events, d, Status::Delivered, None, now)?;
+                self.queue_next(&mut t.outbox, &mut t.due, d, now)
+            }
+            Outcome::Retry { next_at, error } => {
+                let mut next = d.clone();
+                next.due_at_ms = *next_at;
+                next.last_error = Some(error.clone());
+                self.queue(&mut t.outbox, &mut t.due, &next)?;
+                self.update_history(&mut t.events, &next, Status::Pending, Some(error), now)?;
+                Ok(None)
+            }
+            Outcome::Dead { error } => {
+                t.outbox.remove(d.id.as_str()).map_err(|e| self.err(e))?;
+                let mut last = d.clone();
+                last.last_error = Some(error.clone());
+                let dl = DeadLetter {
+                    delivery: last.clone(),
+                    dead_at_ms: now,
+                    error: error.clone(),
+                };
+                let v = serde_json::to_vec(&dl).map_err(|e| self.err(e))?;
+                t.dead
+                    .insert(d.id.as_str(), v.as_slice())
+                    .map_err(|e| self.err(e))?;
+                let rec =
+                    self.update_history(&mut t.events, &last, Status::Dead, Some(error), now)?;
+                let next = self.queue_next(&mut t.outbox, &mut t.due, d, now)?;
+                if let (Some(key), Some(rec)) = (d.dedup_key.as_deref(), rec) {
+                    let all_dead = rec
+                        .routes
+                        .iter()
+                        .filter(|r| r.route == d.route)
+                        .flat_map(|r| &r.actions)
+                        .all(|a| a.status == Status::Dead);
+                    let held_by_this = t
+                        .dedup
+                        .get(key)
+                        .map_err(|e| self.err(e))?
+                        .and_then(|v| serde_json::from_slice::<DedupRecord>(v.value()).ok())
+                        .is_some_and(|r| r.event_id == d.event_id);
+                    if all_dead && held_by_this {
+                        t.dedup.remove(key).map_err(|e| self.err(e))?;
+                    }
+                }
+                Ok(next)
+            }
+        }
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
@@ -1007,6 +1086,7 @@ impl Store {
     pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let bodies = r.open_table(BODIES).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t.range::<&str>(..).map_err(|e| self.err(e))?.rev() {
             if out.len() >= limit {
@@ -1014,10 +1094,23 @@ impl Store {
             }
             let (_, v) = item.map_err(|e| self.err(e))?;
             if let Ok(rec) = serde_json::from_slice(v.value()) {
-                out.push(rec);
+                out.push(self.with_body(&bodies, rec)?);
             }
         }
         Ok(out)
+    }
+
+    fn with_body(
+        &self,
+        bodies: &impl ReadableTable<&'static str, &'static str>,
+        mut rec: EventRecord,
+    ) -> Result<EventRecord> {
+        if rec.body.is_empty()
+            && let Some(b) = bodies.get(rec.id.as_str()).map_err(|e| self.err(e))?
+        {
+            rec.body = b.value().to_string();
+        }
+        Ok(rec)
     }
 
     /// One event: routed (its history) or still in the journal.
@@ -1026,19 +1119,36 @@ impl Store {
         let t = r.open_table(EVENTS).map_err(|e| self.err(e))?;
         if let Some(v) = t.get(id).map_err(|e| self.err(e))? {
             let rec: EventRecord = serde_json::from_slice(v.value()).map_err(|e| self.err(e))?;
-            return Ok(Some(event_json(&rec)));
+            let bodies = r.open_table(BODIES).map_err(|e| self.err(e))?;
+            return Ok(Some(event_json(&self.with_body(&bodies, rec)?)));
         }
-        let j = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
-        if let Some(v) = j.get(id).map_err(|e| self.err(e))? {
-            let e: JournalEntry = serde_json::from_slice(v.value()).map_err(|e| self.err(e))?;
-            return Ok(Some(serde_json::json!({
+        let queued = |e: JournalEntry| {
+            Some(serde_json::json!({
                 "id": id,
                 "received_at_ms": e.received_at_ms,
                 "state": "queued",
                 "event": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or_default(),
-            })));
+            }))
+        };
+        let j = r.open_table(JOURNAL).map_err(|e| self.err(e))?;
+        if let Some(v) = j.get(id).map_err(|e| self.err(e))? {
+            let e: JournalEntry = serde_json::from_slice(v.value()).map_err(|e| self.err(e))?;
+            return Ok(queued(e));
         }
-        Ok(None)
+        // Not routed yet: look in the journal from the checkpoint on.
+        let mut pos = checkpoint_in(&r.open_table(META).map_err(|e| self.err(e))?)
+            .map_err(|e| self.err(e))?;
+        loop {
+            let (recs, next) = journal::read(&self.journal_dir, pos, u64::MAX, 4096)
+                .map_err(|e| self.err(format!("cannot read the journal: {e}")))?;
+            if let Some(rec) = recs.into_iter().find(|r| r.id == id) {
+                return Ok(queued(rec.entry));
+            }
+            if next == pos {
+                return Ok(None);
+            }
+            pos = next;
+        }
     }
 
     /// The API key: `configured` when given, else the one kept in the store (made once).
@@ -1074,7 +1184,8 @@ impl Store {
         // Free pages (fragmented bytes) are reused before the file grows, so they do not count.
         let size = s.stored_bytes() + s.metadata_bytes();
         txn.abort().map_err(|e| self.err(e))?;
-        Ok(size)
+        let end = self.journal_end.load(Ordering::SeqCst);
+        Ok(size + journal::span(&self.journal_dir, self.checkpoint()?, end))
     }
 
     /// Maintenance (spec §7.3, made safe): drops expired dedup keys, then the history of
@@ -1094,13 +1205,19 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             m.dedup_expired = expired.count() as u64;
             let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            let old = events
+            let old: Vec<String> = events
                 .extract_if(|_, v| {
                     serde_json::from_slice::<EventRecord>(v)
                         .is_ok_and(|r| r.finished() && r.routed_at_ms + retention_ms <= now)
                 })
-                .map_err(|e| self.err(e))?;
-            m.history_trimmed = old.count() as u64;
+                .map_err(|e| self.err(e))?
+                .filter_map(|item| item.ok().map(|(k, _)| k.value().to_string()))
+                .collect();
+            m.history_trimmed = old.len() as u64;
+            let mut bodies = txn.open_table(BODIES).map_err(|e| self.err(e))?;
+            for k in &old {
+                bodies.remove(k.as_str()).map_err(|e| self.err(e))?;
+            }
         }
         txn.commit().map_err(|e| self.err(e))?;
         if let Some(max) = max_size {
@@ -1134,8 +1251,10 @@ impl Store {
                     victims.push(k.value().to_string());
                 }
             }
+            let mut bodies = txn.open_table(BODIES).map_err(|e| self.err(e))?;
             for k in &victims {
                 events.remove(k.as_str()).map_err(|e| self.err(e))?;
+                bodies.remove(k.as_str()).map_err(|e| self.err(e))?;
             }
             removed += victims.len() as u64;
             if victims.is_empty() {
@@ -1160,7 +1279,6 @@ impl Store {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
         for (name, def) in [
-            ("journal", JOURNAL),
             ("events", EVENTS),
             ("outbox", OUTBOX),
             ("dead", DEAD),
@@ -1172,6 +1290,39 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// How one delivery attempt ended, to record.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered,
+    /// A transient failure: try again at `next_at`.
+    Retry {
+        next_at: u64,
+        error: String,
+    },
+    /// Failed for good: the delivery moves to the dead letters. When every delivery of its
+    /// (event, route) is dead, the route's dedup key for that event is released so a later
+    /// copy of the alert gets through.
+    Dead {
+        error: String,
+    },
+}
+
+struct OutcomeTables<'t> {
+    outbox: redb::Table<'t, &'static str, &'static [u8]>,
+    due: redb::Table<'t, &'static str, ()>,
+    events: redb::Table<'t, &'static str, &'static [u8]>,
+    dead: redb::Table<'t, &'static str, &'static [u8]>,
+    dedup: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+fn checkpoint_in(
+    t: &impl ReadableTable<&'static str, &'static str>,
+) -> std::result::Result<u64, redb::StorageError> {
+    Ok(t.get(CHECKPOINT)?
+        .and_then(|v| v.value().parse().ok())
+        .unwrap_or(0))
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -1233,14 +1384,15 @@ mod tests {
     fn journal_routing_outbox_and_outcomes_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
-        s.append_journal(&[("e1".into(), plan("e1", &[], None).entry)])
-            .unwrap();
-        assert_eq!(s.journal().unwrap().len(), 1);
         let touched = s
-            .commit_routing(vec![plan("e1", &["a", "b"], None)], &no_agg)
+            .commit_routing(vec![plan("e1", &["a", "b"], None)], Some(77), &no_agg)
             .unwrap();
         assert_eq!(touched.len(), 2);
-        assert_eq!(s.journal_len().unwrap(), 0);
+        assert_eq!(s.checkpoint().unwrap(), 77);
+        assert_eq!(
+            s.event("e1").unwrap().unwrap()["event"],
+            serde_json::json!({})
+        );
         let due = s.due("a", now_ms(), 10, &HashSet::new()).unwrap();
         assert_eq!(due.len(), 1);
         let mut d = due[0].clone();
@@ -1281,10 +1433,18 @@ mod tests {
     fn dedup_key_suppresses_copies_until_released_by_dead_deliveries() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
-        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
-            .unwrap();
-        s.commit_routing(vec![plan("e2", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
-            .unwrap();
+        s.commit_routing(
+            vec![plan("e1", &["a"], Some(("r\u{0}k", 0)))],
+            None,
+            &no_agg,
+        )
+        .unwrap();
+        s.commit_routing(
+            vec![plan("e2", &["a"], Some(("r\u{0}k", 0)))],
+            None,
+            &no_agg,
+        )
+        .unwrap();
         let e2 = s.event("e2").unwrap().unwrap();
         assert!(
             e2["routes"][0]["note"]
@@ -1295,8 +1455,12 @@ mod tests {
         assert_eq!(s.outbox_len().unwrap(), 1);
         let d = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
         s.record_dead(&d, "gone").unwrap();
-        s.commit_routing(vec![plan("e3", &["a"], Some(("r\u{0}k", 0)))], &no_agg)
-            .unwrap();
+        s.commit_routing(
+            vec![plan("e3", &["a"], Some(("r\u{0}k", 0)))],
+            None,
+            &no_agg,
+        )
+        .unwrap();
         assert_eq!(
             s.outbox_len().unwrap(),
             1,
@@ -1310,16 +1474,19 @@ mod tests {
         let s = Store::open(&dir.path().join("db")).unwrap();
         let mut p = plan("e1", &["a", "b"], None);
         p.routes[0].serialize = true;
-        s.commit_routing(vec![p], &no_agg).unwrap();
+        s.commit_routing(vec![p], None, &no_agg).unwrap();
         assert!(
             s.due("b", now_ms(), 10, &HashSet::new())
                 .unwrap()
                 .is_empty()
         );
         let a = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
-        assert_eq!(s.record_dead(&a, "x").unwrap().as_deref(), Some("b"));
+        assert_eq!(
+            s.record_dead(&a, "x").unwrap().map(|d| d.action).as_deref(),
+            Some("b")
+        );
         let b = s.due("b", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
-        assert_eq!(s.record_delivered(&b).unwrap(), None);
+        assert!(s.record_delivered(&b).unwrap().is_none());
         assert_eq!(s.event("e1").unwrap().unwrap()["state"], "done");
     }
 
@@ -1338,8 +1505,12 @@ mod tests {
             t.insert("r\u{0}k", v.as_slice()).unwrap();
         }
         txn.commit().unwrap();
-        s.commit_routing(vec![plan("e1", &["a"], Some(("r\u{0}k", 60)))], &no_agg)
-            .unwrap();
+        s.commit_routing(
+            vec![plan("e1", &["a"], Some(("r\u{0}k", 60)))],
+            None,
+            &no_agg,
+        )
+        .unwrap();
         assert_eq!(s.outbox_len().unwrap(), 1);
         assert_eq!(s.maintain(0, None).unwrap().dedup_expired, 0);
     }
