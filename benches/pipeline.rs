@@ -55,23 +55,112 @@ fn route(input: &str) -> RouteConfig {
     }
 }
 
+/// A `postee-route` body of examples/bench_load.rs (the one routed by `cve-7`).
+fn bench_event() -> Value {
+    Value::from(serde_json::json!({
+        "seq": 7, "sent_at_us": 1_700_000_000_000_000u64, "image": "shared/app:1.0",
+        "registry": "bench", "vulnerability_summary": {"critical": 1, "high": 3},
+        "resources": [{"resource": {"name": "openssl"}, "vulnerabilities": [{"name": "CVE-7"}]}]
+    }))
+}
+
+/// Route conditions on each evaluation path: `default` is what routing uses (the simple
+/// path where the condition is in its subset, else the VM), then the VM and the interpreter.
 fn conditions(c: &mut Criterion) {
     let scan = Value::from_json_str(&fixture("aqua-scan.json")).unwrap();
+    let event = bench_event();
     let cases = [
-        ("contains", r#"contains(input.image, "all-in-one")"#),
-        ("numeric", "input.vulnerability_summary.critical > 0"),
         (
-            "some_over_arrays",
+            "aqua_scan/contains",
+            &scan,
+            r#"contains(input.image, "all-in-one")"#,
+            true,
+        ),
+        (
+            "aqua_scan/numeric",
+            &scan,
+            "input.vulnerability_summary.critical > 0",
+            true,
+        ),
+        (
+            "aqua_scan/some_over_arrays",
+            &scan,
             "some i\ninput.resources[i].vulnerabilities[_].fix_version",
+            true,
+        ),
+        (
+            "bench_event/contains",
+            &event,
+            r#"contains(input.image, "team-0/")"#,
+            false,
+        ),
+        (
+            "bench_event/numeric_range",
+            &event,
+            "input.vulnerability_summary.critical > 40\ninput.vulnerability_summary.critical <= 50",
+            false,
+        ),
+        (
+            "bench_event/some_over_arrays",
+            &event,
+            "some i\ninput.resources[i].vulnerabilities[_].name == \"CVE-7\"",
+            true,
+        ),
+        // Beyond the simple path (a join on `i`): the VM is the default.
+        (
+            "bench_event/some_join",
+            &event,
+            "some i\ninput.resources[i].resource.name == \"openssl\"\ninput.resources[i].vulnerabilities[_].name == \"CVE-7\"",
+            true,
         ),
     ];
-    for (name, input) in cases {
-        let cond = Condition::build(&route(input), Path::new("/nonexistent")).unwrap();
-        assert!(cond.matches(&scan).unwrap());
-        c.bench_function(&format!("route_condition/{name}"), |b| {
-            b.iter(|| black_box(cond.matches(black_box(&scan)).unwrap()))
-        });
+    let mut g = c.benchmark_group("conditions");
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.measurement_time(std::time::Duration::from_secs(3));
+    for (name, input, text, want) in cases {
+        let cond = Condition::build(&route(text), Path::new("/nonexistent")).unwrap();
+        let paths = [
+            ("default", cond.clone()),
+            ("vm", cond.without_simple_path()),
+            ("interpreter", cond.interpreter_only()),
+        ];
+        for (path, cond) in paths {
+            assert_eq!(cond.matches(input).unwrap(), want, "{name} {path}");
+            g.bench_function(format!("{name}/{path}"), |b| {
+                b.iter(|| black_box(cond.matches(black_box(input)).unwrap()))
+            });
+        }
+        // The router splits a batch over the cores: the same condition on two threads at
+        // once, each with its own events (time per evaluation: ideally half the figure above
+        // on two free cores).
+        if name.starts_with("bench_event/some") {
+            let copies: Vec<Value> = (0..2)
+                .map(|_| Value::from_json_str(&input.to_json_str().unwrap()).unwrap())
+                .collect();
+            for (path, cond) in [
+                ("default", cond.clone()),
+                ("vm", cond.without_simple_path()),
+            ] {
+                g.bench_function(format!("{name}/{path}/2_threads"), |b| {
+                    b.iter_custom(|iters| {
+                        let start = std::time::Instant::now();
+                        std::thread::scope(|s| {
+                            for input in &copies {
+                                let cond = &cond;
+                                s.spawn(move || {
+                                    for _ in 0..iters.div_ceil(2) {
+                                        black_box(cond.matches(black_box(input)).unwrap());
+                                    }
+                                });
+                            }
+                        });
+                        start.elapsed()
+                    })
+                });
+            }
+        }
     }
+    g.finish();
 }
 
 fn templates(c: &mut Criterion) {

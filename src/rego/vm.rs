@@ -113,11 +113,36 @@ fn host_call(identifier: &Value, argument: &Value) -> anyhow::Result<Value> {
     }
 }
 
-/// A route condition (`data.postee.allow`) compiled for the VM. One warm VM is kept and
-/// reused (the router evaluates conditions on one thread; a busy VM means a fresh one).
+/// A route condition (`data.postee.allow`) compiled for the VM, with warm VMs kept for reuse.
+///
+/// The router evaluates conditions on every core, so each thread needs a VM of its own: a
+/// fresh VM costs about three times a warm one's evaluation. The VMs live in slots, one
+/// cache line each, and a thread starts at a slot of its own, so two threads neither wait
+/// for each other nor bounce a lock between cores. Each VM also runs a private copy of the
+/// program, because the VM clones the program's `Arc` and literal values as it runs and
+/// shared reference counts would bounce between cores in the same way.
 pub struct VmCondition {
     program: Arc<Program>,
-    warm: std::sync::Mutex<Option<RegoVM>>,
+    slots: Box<[Slot]>,
+}
+
+#[repr(align(128))]
+struct Slot(std::sync::Mutex<Option<RegoVM>>);
+
+/// Slots per condition: twice the cores, so threads rarely meet in a slot.
+fn slot_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 64)
+}
+
+/// This thread's first slot (threads are numbered as they first evaluate a condition).
+fn thread_slot() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
 }
 
 impl VmCondition {
@@ -130,7 +155,9 @@ impl VmCondition {
         let program = Compiler::compile_from_policy(&policy, &[Self::ENTRY])?;
         Ok(VmCondition {
             program,
-            warm: std::sync::Mutex::new(None),
+            slots: (0..slot_count())
+                .map(|_| Slot(std::sync::Mutex::new(None)))
+                .collect(),
         })
     }
 
@@ -141,22 +168,112 @@ impl VmCondition {
             limit: super::CONDITION_TIME_LIMIT,
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
         }));
-        vm.load_program(self.program.clone());
+        let mut program = (*self.program).clone();
+        program.literals = program.literals.iter().map(unshared).collect();
+        vm.load_program(Arc::new(program));
         vm
     }
 
     /// Whether `allow` is exactly `true` for this input.
     pub fn allow(&self, input: &Value) -> anyhow::Result<bool> {
-        let mut slot = self.warm.try_lock().ok();
-        let mut vm = slot
-            .as_mut()
-            .and_then(|s| s.take())
-            .unwrap_or_else(|| self.new_vm());
-        vm.set_input(input.clone());
-        let res = vm.execute_entry_point_by_name(Self::ENTRY);
-        if let Some(s) = slot.as_mut() {
-            **s = Some(vm);
-        }
+        let first = thread_slot();
+        // This thread's slot, else the next free one; a slot stays locked while its VM runs.
+        let slot = (0..self.slots.len())
+            .find_map(|i| self.slots[(first + i) % self.slots.len()].0.try_lock().ok());
+        let res = match slot {
+            Some(mut slot) => run(slot.get_or_insert_with(|| self.new_vm()), input),
+            None => run(&mut self.new_vm(), input),
+        };
         Ok(res? == Value::Bool(true))
+    }
+
+    /// Warm VMs kept (for tests).
+    pub fn warm_vms(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.0.lock().is_ok_and(|vm| vm.is_some()))
+            .count()
+    }
+}
+
+fn run(vm: &mut RegoVM, input: &Value) -> Result<Value, regorus::rvm::vm::VmError> {
+    vm.set_input(input.clone());
+    let res = vm.execute_entry_point_by_name(VmCondition::ENTRY);
+    // A warm VM must not keep the event alive (rule registers are already released).
+    vm.set_input(Value::Null);
+    res
+}
+
+/// A copy of a value that shares no reference-counted storage with the original.
+fn unshared(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::from(s.as_ref()),
+        Value::Array(a) => Value::from(a.iter().map(unshared).collect::<Vec<_>>()),
+        Value::Object(o) => {
+            let mut out = Value::new_object();
+            if let Ok(m) = out.as_object_mut() {
+                for (k, v) in o.iter() {
+                    m.insert(unshared(k), unshared(v));
+                }
+            }
+            out
+        }
+        Value::Set(s) => Value::from(
+            s.iter()
+                .map(unshared)
+                .collect::<std::collections::BTreeSet<_>>(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(body: &str) -> VmCondition {
+        let mut e = super::super::new_engine(super::super::CONDITION_TIME_LIMIT);
+        e.add_policy(
+            "c.rego".into(),
+            format!("package postee\ndefault allow = false\nallow {{\n{body}\n}}\n"),
+        )
+        .unwrap();
+        VmCondition::compile(&e).unwrap()
+    }
+
+    /// Concurrent evaluations each get a VM of their own and keep it warm; answers do not
+    /// leak between inputs evaluated on the same VMs.
+    #[test]
+    fn concurrent_evaluations_reuse_warm_vms() {
+        let c = condition("some i\ninput.xs[i] == \"hit\"");
+        let hit = Value::from_json_str(r#"{"xs":["miss","hit"]}"#).unwrap();
+        let miss = Value::from_json_str(r#"{"xs":["miss"]}"#).unwrap();
+        assert_eq!(c.warm_vms(), 0);
+        assert!(c.allow(&hit).unwrap());
+        assert!(!c.allow(&miss).unwrap());
+        assert_eq!(c.warm_vms(), 1, "one thread needs one VM");
+        // The warm VM does not keep the last event alive.
+        let Value::Object(root) = &miss else {
+            unreachable!()
+        };
+        assert_eq!(Arc::strong_count(root), 1);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (c, hit, miss) = (&c, &hit, &miss);
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let want = (i + t) % 2 == 0;
+                        let input = if want { hit } else { miss };
+                        assert_eq!(c.allow(input).unwrap(), want);
+                    }
+                });
+            }
+        });
+        // Kept for reuse, at most one per slot and per thread that ever evaluated.
+        let warm = c.warm_vms();
+        assert!(
+            warm >= 1 && warm <= c.slots.len().min(5),
+            "{warm} warm VMs after 5 threads"
+        );
     }
 }
