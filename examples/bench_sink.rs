@@ -3,6 +3,8 @@
 //! Alertmanager webhook carries one per alert in its annotations), to count distinct events,
 //! duplicates and end-to-end latency. `GET /stats` returns the figures; `POST /reset` clears.
 //!
+//! `POST /reset?delay_ms=N` also makes every answer wait N ms (a slow receiver).
+//!
 //! Usage: bench_sink <port>
 
 use std::collections::HashSet;
@@ -11,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 
 #[derive(Default)]
@@ -24,7 +26,13 @@ struct Stats {
     last_us: Option<u64>,
 }
 
-type Shared = Arc<Mutex<Stats>>;
+type Shared = Arc<Sink>;
+
+#[derive(Default)]
+struct Sink {
+    stats: Mutex<Stats>,
+    delay_ms: std::sync::atomic::AtomicU64,
+}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -76,7 +84,12 @@ async fn hook(State(s): State<Shared>, body: Bytes) -> &'static str {
     // `commonAnnotations`): count each event once per request.
     found.sort_unstable();
     found.dedup_by_key(|(seq, _)| *seq);
-    let mut st = s.lock().unwrap();
+    let delay = s.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let now = if delay > 0 { now_us() } else { now };
+    let mut st = s.stats.lock().unwrap();
     st.requests += 1;
     for (seq, at) in found {
         if st.seen.insert(seq) {
@@ -99,7 +112,7 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 }
 
 async fn stats(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
-    let st = s.lock().unwrap();
+    let st = s.stats.lock().unwrap();
     let mut l = st.latencies_us.clone();
     l.sort_unstable();
     let span_us = match (st.first_us, st.last_us) {
@@ -116,8 +129,15 @@ async fn stats(State(s): State<Shared>) -> axum::Json<serde_json::Value> {
     }))
 }
 
-async fn reset(State(s): State<Shared>) -> &'static str {
-    *s.lock().unwrap() = Stats::default();
+async fn reset(
+    State(s): State<Shared>,
+    Query(q): Query<std::collections::HashMap<String, u64>>,
+) -> &'static str {
+    *s.stats.lock().unwrap() = Stats::default();
+    s.delay_ms.store(
+        q.get("delay_ms").copied().unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     "ok"
 }
 

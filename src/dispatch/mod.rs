@@ -26,6 +26,20 @@ pub const MAX_UNROUTED: i64 = 500_000;
 /// Parsed events handed from intake to the router in memory, at most; beyond this the router
 /// reads them back from the journal file, so a burst waits on disk, not in RAM.
 const MAX_HANDOFF_BYTES: usize = 32 * 1024 * 1024;
+
+/// Memory bounds, from the constants; `POSTEE_TEST_HANDOFF_BYTES` and `POSTEE_TEST_LANE_MAX`
+/// shrink them so tests can drive the read-back paths (journal file, outbox) with few events.
+fn handoff_limit() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| env_usize("POSTEE_TEST_HANDOFF_BYTES").unwrap_or(MAX_HANDOFF_BYTES))
+}
+fn lane_limit() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| env_usize("POSTEE_TEST_LANE_MAX").unwrap_or(LANE_MAX))
+}
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
 /// Most events appended in one journal write.
 const JOURNAL_BATCH: usize = 2048;
 /// Most events routed in one transaction.
@@ -85,6 +99,30 @@ pub struct Dispatcher {
     stop: watch::Sender<bool>,
     journal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     tasks: Mutex<Option<JoinSet<()>>>,
+    /// The runtime routing and delivery run on (see [`delivery_runtime`]).
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// Nice value of the routing and delivery threads: under overload the CPU goes to intake
+/// first (acknowledging is what senders wait for; the backlog waits durably on disk), and
+/// routing and delivery take the rest. Without contention this changes nothing.
+const DELIVERY_NICE: i32 = 5;
+
+/// A runtime of its own for routing and delivery, its threads at [`DELIVERY_NICE`].
+fn delivery_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("postee-deliver")
+        .on_thread_start(|| {
+            // On Linux the nice value is per thread; a failure only loses the preference.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, DELIVERY_NICE);
+            }
+        })
+        .enable_all()
+        .build()
 }
 
 /// Maintenance settings.
@@ -144,7 +182,7 @@ impl Lane {
                 return;
             }
             let size = delivery_bytes(&d);
-            if s.ready.len() >= LANE_MAX || s.bytes + size > LANE_MAX_BYTES {
+            if s.ready.len() >= lane_limit() || s.bytes + size > LANE_MAX_BYTES {
                 s.spilled = true;
             } else {
                 s.known.insert(d.id.clone());
@@ -227,6 +265,9 @@ impl Dispatcher {
                 .map_err(|e| format!("cannot start the journal writer: {e}"))?
         };
         let (outcome_tx, outcome_rx) = mpsc::unbounded_channel::<OutcomeRequest>();
+        let runtime =
+            delivery_runtime().map_err(|e| format!("cannot start the delivery threads: {e}"))?;
+        let rt = runtime.handle().clone();
         let d = Arc::new(Dispatcher {
             app: app.clone(),
             store: store.clone(),
@@ -238,34 +279,36 @@ impl Dispatcher {
             stop,
             journal_thread: Mutex::new(Some(journal_thread)),
             tasks: Mutex::new(None),
+            runtime: Mutex::new(Some(runtime)),
         });
         // The journal thread watches this flag; the watch channel wakes the async tasks.
         let mut stop_flag = stop_rx.clone();
         let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let _ = stop_flag.wait_for(|s| *s).await;
-            stopping.store(true, Ordering::SeqCst);
-        });
+        tasks.spawn_on(
+            async move {
+                let _ = stop_flag.wait_for(|s| *s).await;
+                stopping.store(true, Ordering::SeqCst);
+            },
+            &rt,
+        );
         let cursor = RouterCursor {
             pos: checkpoint,
             handoff,
         };
-        tasks.spawn(router(d.clone(), route_rx, cursor, stop_rx.clone()));
-        tasks.spawn(outcome_writer(store.clone(), outcome_rx));
+        tasks.spawn_on(router(d.clone(), route_rx, cursor, stop_rx.clone()), &rt);
+        tasks.spawn_on(outcome_writer(store.clone(), outcome_rx), &rt);
         for name in app.actions.keys() {
-            tasks.spawn(scheduler(
-                d.clone(),
-                name.clone(),
-                outcome_tx.clone(),
-                stop_rx.clone(),
-            ));
+            tasks.spawn_on(
+                scheduler(d.clone(), name.clone(), outcome_tx.clone(), stop_rx.clone()),
+                &rt,
+            );
         }
         drop(outcome_tx);
-        tasks.spawn(flusher(store.clone(), stop_rx.clone()));
+        tasks.spawn_on(flusher(store.clone(), stop_rx.clone()), &rt);
         if !app.window_routes().is_empty() {
-            tasks.spawn(windows(d.clone(), stop_rx.clone()));
+            tasks.spawn_on(windows(d.clone(), stop_rx.clone()), &rt);
         }
-        tasks.spawn(maintenance(d.clone(), upkeep, stop_rx));
+        tasks.spawn_on(maintenance(d.clone(), upkeep, stop_rx), &rt);
         *d.tasks.lock().unwrap_or_else(|e| e.into_inner()) = Some(tasks);
         Ok(d)
     }
@@ -353,6 +396,14 @@ impl Dispatcher {
         let store = self.store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
             tracing::error!(error = %e, "final store flush failed");
+        }
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
         }
     }
 }
@@ -478,7 +529,7 @@ fn synced(shared: &JournalShared, batches: Vec<(u64, Written)>, res: Result<(), 
             .fetch_add(w.batch.len() as i64, Ordering::Relaxed);
         // A parsed event takes several times its text in memory.
         let bytes: usize = w.batch.iter().map(|r| r.entry.body.len() * 6 + 512).sum();
-        let keep = shared.handoff.load(Ordering::Relaxed) + bytes <= MAX_HANDOFF_BYTES;
+        let keep = shared.handoff.load(Ordering::Relaxed) + bytes <= handoff_limit();
         let mut jobs = Vec::with_capacity(if keep { w.batch.len() } else { 0 });
         for r in w.batch {
             let _ = r.reply.send(Ok(()));
@@ -784,7 +835,7 @@ async fn scheduler(
             // twice, and one finished meanwhile is not read back.
             let res = tokio::task::spawn_blocking(move || {
                 let mut s = lane2.lock();
-                let room = LANE_MAX.saturating_sub(s.ready.len());
+                let room = lane_limit().saturating_sub(s.ready.len());
                 let now = store::now_ms();
                 let (found, next) = store.due_scan(&n, now, room, &s.known)?;
                 let more = found.len() >= room;

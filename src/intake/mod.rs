@@ -301,8 +301,8 @@ async fn stats(State(intake): State<Arc<Intake>>) -> Response {
         .full
         .load(std::sync::atomic::Ordering::SeqCst);
     let unrouted = intake.dispatcher.unrouted();
-    match blocking(move || Ok((store.size()?, store.counts()?))).await {
-        Ok((size, mut counts)) => {
+    match blocking(move || Ok((store.size()?, store.journal_bytes()?, store.counts()?))).await {
+        Ok((size, journal_bytes, mut counts)) => {
             // Not routed yet: waiting in the journal.
             counts.insert("journal", unrouted);
             axum::Json(json!({

@@ -403,6 +403,11 @@ impl Store {
                     routes: Vec::new(),
                 };
                 for rp in plan.routes {
+                    if !rp.matched && rp.note.is_none() {
+                        // Routes that did not match are left out: the record stays small
+                        // (outcomes rewrite it) however many routes there are.
+                        continue;
+                    }
                     let mut rr = RouteRecord {
                         route: rp.route.clone(),
                         matched: rp.matched,
@@ -1179,13 +1184,23 @@ impl Store {
     /// Bytes the store holds: live data and metadata. Pages freed by trimming are reused
     /// before the file grows, so the file stops growing once this stays under the limit.
     pub fn size(&self) -> Result<u64> {
+        // redb releases the pages of non-durable transactions only at durable commits; two
+        // empty durable commits make sure trimmed data stops counting.
+        for _ in 0..2 {
+            self.write(true)?.commit().map_err(|e| self.err(e))?;
+        }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let s = txn.stats().map_err(|e| self.err(e))?;
         // Free pages (fragmented bytes) are reused before the file grows, so they do not count.
         let size = s.stored_bytes() + s.metadata_bytes();
         txn.abort().map_err(|e| self.err(e))?;
+        Ok(size + self.journal_bytes()?)
+    }
+
+    /// Bytes of journal not routed yet.
+    pub fn journal_bytes(&self) -> Result<u64> {
         let end = self.journal_end.load(Ordering::SeqCst);
-        Ok(size + journal::span(&self.journal_dir, self.checkpoint()?, end))
+        Ok(journal::span(&self.journal_dir, self.checkpoint()?, end))
     }
 
     /// Maintenance (spec §7.3, made safe): drops expired dedup keys, then the history of
@@ -1288,6 +1303,10 @@ impl Store {
             let t = r.open_table(def).map_err(|e| self.err(e))?;
             out.insert(name, t.len().map_err(|e| self.err(e))?);
         }
+        let bodies = r.open_table(BODIES).map_err(|e| self.err(e))?;
+        out.insert("bodies", bodies.len().map_err(|e| self.err(e))?);
+        let due = r.open_table(DUE).map_err(|e| self.err(e))?;
+        out.insert("due", due.len().map_err(|e| self.err(e))?);
         Ok(out)
     }
 }
