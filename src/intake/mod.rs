@@ -307,6 +307,7 @@ async fn stats(State(intake): State<Arc<Intake>>) -> Response {
             counts.insert("journal", unrouted);
             axum::Json(json!({
                 "store_bytes": size,
+                "journal_bytes": journal_bytes,
                 "store_full": full,
                 "counts": counts,
             }))
