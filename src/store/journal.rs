@@ -241,14 +241,30 @@ impl JournalWriter {
                 }
             }
         }
-        let mut tail = Vec::new();
-        file.seek(SeekFrom::Start(good))?;
-        file.read_to_end(&mut tail)?;
-        if let Some(last) = tail.iter().rposition(|&b| b != 0) {
-            let torn = &tail[..=last];
+        // Where the last non-zero byte after the records is (read in chunks: the zero-filled
+        // rest of a segment is most of it).
+        let mut torn_end = good;
+        {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut at = good;
+            while at < size {
+                let n = file.read_at(&mut chunk, at)?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(i) = chunk[..n].iter().rposition(|&b| b != 0) {
+                    torn_end = at + i as u64 + 1;
+                }
+                at += n as u64;
+            }
+        }
+        if torn_end > good {
+            let mut torn = vec![0u8; (torn_end - good) as usize];
+            file.read_exact_at(&mut torn, good)?;
             let aside = path.with_extension(format!("log.torn-{}", super::now_ms()));
-            fs::write(&aside, torn)?;
-            file.write_all_at(&vec![0u8; torn.len()], good)?;
+            fs::write(&aside, &torn)?;
+            torn.fill(0);
+            file.write_all_at(&torn, good)?;
             tracing::warn!(segment = %path.display(), bytes = torn.len(), kept_in = %aside.display(),
                 "journal ends with an incomplete record (a write cut by a crash, never acknowledged); cut off");
         }
