@@ -815,11 +815,16 @@ async fn scheduler(
             let scan = may_scan && work.len() < free && (s.spilled || s.wake_at <= now);
             (work, scan)
         };
-        for delivery in work {
+        let mut work = work.into_iter();
+        while let Some(delivery) = work.next() {
             let Ok(permit) = sem.clone().try_acquire_owned() else {
-                // Cannot happen (permits counted above); keep it queued in the store.
-                lane.lock().known.remove(&delivery.id);
-                lane.rescan();
+                // Cannot happen (permits counted above): leave these to the outbox.
+                let mut s = lane.lock();
+                s.known.remove(&delivery.id);
+                for rest in work.by_ref() {
+                    s.known.remove(&rest.id);
+                }
+                s.spilled = true;
                 break;
             };
             let (d2, b2, lane2, tx) = (d.clone(), built.clone(), lane.clone(), outcomes.clone());

@@ -131,7 +131,8 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<(String, JournalEntry, u6
     while got < HEADER {
         let n = r.read(&mut header[got..])?;
         if n == 0 {
-            return if got == 0 {
+            // The end of a zero-filled segment can cut a header of zeros short.
+            return if header[..got].iter().all(|&b| b == 0) {
                 Ok(None)
             } else {
                 Err(io::Error::new(io::ErrorKind::InvalidData, "torn header"))
