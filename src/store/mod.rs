@@ -1143,8 +1143,10 @@ impl Store {
         // Not routed yet: look in the journal from the checkpoint on.
         let mut pos = checkpoint_in(&r.open_table(META).map_err(|e| self.err(e))?)
             .map_err(|e| self.err(e))?;
+        // Only what is acknowledged (a write in progress may be half visible).
+        let end = self.journal_end.load(Ordering::SeqCst);
         loop {
-            let (recs, next) = journal::read(&self.journal_dir, pos, u64::MAX, 4096)
+            let (recs, next) = journal::read(&self.journal_dir, pos, end, 4096)
                 .map_err(|e| self.err(format!("cannot read the journal: {e}")))?;
             if let Some(rec) = recs.into_iter().find(|r| r.id == id) {
                 return Ok(queued(rec.entry));
@@ -1446,6 +1448,32 @@ mod tests {
         assert_eq!(replayed[0].attempts, 0);
         assert!(s.dead_letters().unwrap().is_empty());
         assert_eq!(s.due("b", now_ms(), 10, &HashSet::new()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_event_in_the_journal_shows_as_queued_until_routed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let mut w = journal::JournalWriter::open(s.journal_dir()).unwrap();
+        let e = JournalEntry {
+            route: None,
+            received_at_ms: 5,
+            body: "{\"k\":1}".into(),
+        };
+        w.write(&[("e9", &e)]).unwrap();
+        // Written, not acknowledged yet: not shown.
+        assert!(s.event("e9").unwrap().is_none());
+        w.file().sync_data().unwrap();
+        s.journal_end.store(w.end(), Ordering::SeqCst);
+        let q = s.event("e9").unwrap().unwrap();
+        assert_eq!(q["state"], "queued");
+        assert_eq!(q["event"]["k"], 1);
+        assert!(s.journal_bytes().unwrap() > 0);
+        let mut p = plan("e9", &["a"], None);
+        p.entry = e;
+        s.commit_routing(vec![p], Some(w.end()), &no_agg).unwrap();
+        assert_eq!(s.journal_bytes().unwrap(), 0);
+        assert_eq!(s.event("e9").unwrap().unwrap()["state"], "delivering");
     }
 
     #[test]
