@@ -1224,8 +1224,9 @@ impl Store {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             let old: Vec<String> = events
                 .extract_if(|_, v| {
-                    serde_json::from_slice::<EventRecord>(v)
-                        .is_ok_and(|r| r.finished() && r.routed_at_ms + retention_ms <= now)
+                    serde_json::from_slice::<EventRecord>(v).is_ok_and(|r| {
+                        r.finished() && r.routed_at_ms.saturating_add(retention_ms) <= now
+                    })
                 })
                 .map_err(|e| self.err(e))?
                 .filter_map(|item| item.ok().map(|(k, _)| k.value().to_string()))
@@ -1245,12 +1246,31 @@ impl Store {
                 let n = self.trim_oldest(200)?;
                 m.history_trimmed += n;
                 if n == 0 {
-                    m.over_limit = true;
+                    // Full only with undelivered work: with none left, what remains is the
+                    // database's own overhead, and refusing events would never end.
+                    m.over_limit = self.has_undelivered_work()?;
+                    if !m.over_limit {
+                        tracing::warn!(
+                            size = self.size()?,
+                            max,
+                            "store is over max-db-size with nothing left to trim (database overhead); accepting events"
+                        );
+                    }
                     break;
                 }
             }
         }
         Ok(m)
+    }
+
+    /// Deliveries not finished, events not routed, or messages waiting for aggregation.
+    fn has_undelivered_work(&self) -> Result<bool> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let outbox = r.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let agg = r.open_table(AGG).map_err(|e| self.err(e))?;
+        Ok(!outbox.is_empty().map_err(|e| self.err(e))?
+            || !agg.is_empty().map_err(|e| self.err(e))?
+            || self.journal_bytes()? > 0)
     }
 
     fn trim_oldest(&self, n: usize) -> Result<u64> {
@@ -1560,6 +1580,22 @@ mod tests {
         .unwrap();
         assert_eq!(s.outbox_len().unwrap(), 1);
         assert_eq!(s.maintain(0, None).unwrap().dedup_expired, 0);
+    }
+
+    #[test]
+    fn the_store_is_full_only_with_undelivered_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        // Over a 1-byte limit with nothing to trim: database overhead, not full.
+        assert!(!s.maintain(u64::MAX, Some(1)).unwrap().over_limit);
+        s.commit_routing(vec![plan("e1", &["a"], None)], None, &no_agg)
+            .unwrap();
+        assert!(s.maintain(u64::MAX, Some(1)).unwrap().over_limit);
+        let d = s.due("a", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+        s.record_delivered(&d).unwrap();
+        let m = s.maintain(u64::MAX, Some(1)).unwrap();
+        assert_eq!(m.history_trimmed, 1);
+        assert!(!m.over_limit);
     }
 
     #[test]
