@@ -32,6 +32,38 @@ actions:
     )
 }
 
+/// POSTs `n` bodies (`body(i)` for i in 0..n) from `conns` concurrent senders; each must get 200.
+fn post_all(
+    url: &str,
+    n: usize,
+    conns: usize,
+    body: impl Fn(usize) -> String + Send + Sync + 'static,
+) {
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(0));
+    block_on(async {
+        let client = client();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (client, url, next, body) =
+                (client.clone(), url.to_string(), next.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    let r = client.post(&url).body(body(i)).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
 /// The `n` field of each body the sink got at `path`.
 fn ns(sink: &Sink, path: &str) -> Vec<u64> {
     sink.received_at(path)
@@ -565,31 +597,8 @@ fn max_db_size_holds_over_a_long_run_by_trimming_delivered_history() {
     let pad = "x".repeat(2000);
     let url = p.url("/");
     // ~6,000 events of 2 KB: about 12 MB of history against a 2 MB limit.
-    block_on(async {
-        let client = client();
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let (client, url, next, pad) = (client.clone(), url.clone(), next.clone(), pad.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= 6000 {
-                        break;
-                    }
-                    let r = client
-                        .post(&url)
-                        .body(format!("{{\"n\":{i},\"pad\":\"{pad}\"}}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+    post_all(&url, 6000, 16, move |i| {
+        format!("{{\"n\":{i},\"pad\":\"{pad}\"}}")
     });
     wait_until(
         Duration::from_secs(60),
@@ -723,33 +732,7 @@ fn events_read_back_from_the_journal_and_the_outbox_arrive_once_each() {
         ..PosteeOptions::default()
     };
     let mut p = Postee::start_with(&cfg, opts());
-    let url = p.url("/");
-    let next = Arc::new(AtomicUsize::new(0));
-    block_on(async {
-        let client = client();
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let (client, url, next) = (client.clone(), url.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= N {
-                        break;
-                    }
-                    let r = client
-                        .post(&url)
-                        .body(format!("{{\"n\":{i}}}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    post_all(&p.url("/"), N, 16, |i| format!("{{\"n\":{i}}}"));
     // Stop cleanly while most deliveries are still queued, then start again on the same store.
     assert!(p.terminate().success());
     let before = ns(&sink, "/hook").len();
