@@ -46,11 +46,21 @@ fn body(kind: &str, seq: u64, scan: &serde_json::Value) -> String {
         "alertmanager" => serde_json::json!([{
             "labels": {"alertname": "bench", "seq": seq.to_string()},
             "annotations": {"seq": seq.to_string(), "sent_at_us": at.to_string()},
-            "startsAt": humantime_now(),
+            "startsAt": postee::actions::rfc3339_now(),
         }])
         .to_string(),
         other => panic!("unknown kind {other}"),
     }
+}
+
+/// What every request shares.
+struct Shared {
+    target: Target,
+    kind: String,
+    scan: serde_json::Value,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    lat: std::sync::Mutex<Vec<u64>>,
 }
 
 /// Where to POST: host:port and path (plain HTTP on loopback).
@@ -178,27 +188,6 @@ async fn read_response(c: &mut Conn) -> std::io::Result<u16> {
     }
 }
 
-fn humantime_now() -> String {
-    // RFC 3339 in UTC from the system clock.
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let days = secs / 86400;
-    let (h, m, s) = ((secs % 86400) / 3600, (secs % 3600) / 60, secs % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
 fn pct(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -230,44 +219,33 @@ async fn main() {
         .unwrap(),
     )
     .unwrap();
-    let target = Target::parse(&url);
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count as usize)));
+    let shared = Arc::new(Shared {
+        target: Target::parse(&url),
+        kind: kind.clone(),
+        scan,
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        lat: std::sync::Mutex::new(Vec::with_capacity(count as usize)),
+    });
     let start = Instant::now();
-    let scan = Arc::new(scan);
     // One keep-alive connection per worker, reused for every request it sends.
     let send = {
-        let (target, kind, scan, ok, failed, lat) = (
-            target.clone(),
-            kind.clone(),
-            scan.clone(),
-            ok.clone(),
-            failed.clone(),
-            lat.clone(),
-        );
+        let shared = shared.clone();
         move |conn: Arc<tokio::sync::Mutex<Option<Conn>>>, seq: u64, scheduled: Instant| {
-            let (target, kind, scan, ok, failed, lat) = (
-                target.clone(),
-                kind.clone(),
-                scan.clone(),
-                ok.clone(),
-                failed.clone(),
-                lat.clone(),
-            );
+            let sh = shared.clone();
             async move {
-                let b = body(&kind, seq, &scan);
+                let b = body(&sh.kind, seq, &sh.scan);
                 let mut c = conn.lock().await;
-                let res = post(&mut c, &target, b.as_bytes()).await;
-                match res {
+                match post(&mut c, &sh.target, b.as_bytes()).await {
                     Ok(status) if (200..300).contains(&status) => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        lat.lock()
+                        sh.ok.fetch_add(1, Ordering::Relaxed);
+                        sh.lat
+                            .lock()
                             .unwrap()
                             .push(scheduled.elapsed().as_micros() as u64);
                     }
                     _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        sh.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -313,13 +291,13 @@ async fn main() {
         while tasks.join_next().await.is_some() {}
     }
     let secs = start.elapsed().as_secs_f64();
-    let mut l = lat.lock().unwrap().clone();
+    let mut l = shared.lat.lock().unwrap().clone();
     l.sort_unstable();
-    let accepted = ok.load(Ordering::Relaxed);
+    let accepted = shared.ok.load(Ordering::Relaxed);
     println!(
         "{}",
         serde_json::json!({
-            "sent": count, "accepted": accepted, "failed": failed.load(Ordering::Relaxed),
+            "sent": count, "accepted": accepted, "failed": shared.failed.load(Ordering::Relaxed),
             "seconds": secs, "accepted_per_s": accepted as f64 / secs,
             "intake_p50_us": pct(&l, 0.5), "intake_p99_us": pct(&l, 0.99),
         })

@@ -32,6 +32,19 @@ actions:
     )
 }
 
+/// A sink answering 503 until told otherwise, and a config that retries it (1,000 attempts,
+/// backoff from `initial` up to `max`).
+fn sink_down_config(initial: &str, max: &str) -> (Sink, String) {
+    let sink = Sink::start();
+    sink.set_default(Some(503));
+    let cfg = hook_config(
+        &sink,
+        &format!("retry: {{initial-delay: {initial}, max-delay: {max}, max-attempts: 1000}}"),
+        "",
+    );
+    (sink, cfg)
+}
+
 /// POSTs `n` bodies (`body(i)` for i in 0..n) from `conns` concurrent senders; each must get 200.
 fn post_all(
     url: &str,
@@ -196,13 +209,7 @@ fn kill_9_during_a_stream_of_10000_events_loses_no_acknowledged_event() {
 
 #[test]
 fn deliveries_wait_for_a_dead_sink_and_all_arrive_when_it_returns() {
-    let sink = Sink::start();
-    sink.set_default(Some(503));
-    let cfg = hook_config(
-        &sink,
-        "retry: {initial-delay: 20ms, max-delay: 100ms, max-attempts: 1000}",
-        "",
-    );
+    let (sink, cfg) = sink_down_config("20ms", "100ms");
     let p = Postee::start(&cfg);
     let mut ids = Vec::new();
     for n in 0..20 {
@@ -455,13 +462,7 @@ fn dedup_suppresses_copies_and_releases_the_key_when_the_delivery_dies() {
 
 #[test]
 fn a_restart_routes_and_sends_what_was_pending() {
-    let sink = Sink::start();
-    sink.set_default(Some(503));
-    let cfg = hook_config(
-        &sink,
-        "retry: {initial-delay: 50ms, max-delay: 200ms, max-attempts: 1000}",
-        "",
-    );
+    let (sink, cfg) = sink_down_config("50ms", "200ms");
     let mut p = Postee::start(&cfg);
     for n in 0..10 {
         assert_eq!(p.post("/", format!("{{\"n\":{n}}}").as_bytes()).0, 200);
@@ -682,13 +683,7 @@ fn a_store_full_of_undelivered_work_answers_503_until_it_drains() {
 
 #[test]
 fn deliveries_of_an_action_removed_from_the_config_become_dead_letters_at_start() {
-    let sink = Sink::start();
-    sink.set_default(Some(503));
-    let cfg = hook_config(
-        &sink,
-        "retry: {initial-delay: 1s, max-delay: 2s, max-attempts: 1000}",
-        "",
-    );
+    let (sink, cfg) = sink_down_config("1s", "2s");
     let mut p = Postee::start(&cfg);
     assert_eq!(p.post("/", br#"{"n":1}"#).0, 200);
     sink.wait_for("/hook", 1);

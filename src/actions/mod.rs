@@ -349,14 +349,7 @@ pub async fn send_expecting_2xx(
     req: reqwest::RequestBuilder,
     describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
 ) -> Result<reqwest::Response, ActionError> {
-    let resp = req.send().await.map_err(|e| classify_transport(&e))?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let headers = resp.headers().clone();
-    let body = body_snippet(resp, 1024).await;
-    Err(classify_status(status, &headers, describe(status, &body)))
+    send_2xx(req, false, describe).await
 }
 
 /// Like [`send_expecting_2xx`], for targets whose URL is a secret (Slack and Teams webhook
@@ -365,10 +358,21 @@ pub async fn send_expecting_2xx_secret_url(
     req: reqwest::RequestBuilder,
     describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
 ) -> Result<reqwest::Response, ActionError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| classify_transport(&e.without_url()))?;
+    send_2xx(req, true, describe).await
+}
+
+async fn send_2xx(
+    req: reqwest::RequestBuilder,
+    hide_url: bool,
+    describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<reqwest::Response, ActionError> {
+    let resp = req.send().await.map_err(|e| {
+        if hide_url {
+            classify_transport(&e.without_url())
+        } else {
+            classify_transport(&e)
+        }
+    })?;
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);

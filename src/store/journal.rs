@@ -30,7 +30,7 @@ const MAX_RECORD: usize = 1 << 31;
 pub fn position(segment: u64, offset: u64) -> u64 {
     (segment << OFFSET_BITS) | offset
 }
-fn segment_of(pos: u64) -> u64 {
+pub fn segment_of(pos: u64) -> u64 {
     pos >> OFFSET_BITS
 }
 fn offset_of(pos: u64) -> u64 {

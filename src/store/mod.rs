@@ -245,6 +245,8 @@ pub struct Store {
     journal_dir: PathBuf,
     /// Where durable journal data ends (kept up to date by the journal's sync threads).
     pub journal_end: std::sync::atomic::AtomicU64,
+    /// The segment routing was in when routed segments were last deleted.
+    cleaned_segment: std::sync::atomic::AtomicU64,
     /// A commit without fsync happened since the last fsync'd one.
     dirty: AtomicBool,
 }
@@ -290,6 +292,7 @@ impl Store {
             path: path.to_path_buf(),
             journal_dir: journal::dir_for(path),
             journal_end: std::sync::atomic::AtomicU64::new(0),
+            cleaned_segment: std::sync::atomic::AtomicU64::new(0),
             dirty: AtomicBool::new(false),
         };
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
@@ -339,9 +342,13 @@ impl Store {
         } else {
             self.checkpoint()?
         };
-        if routed > 0 {
+        // Only when routing has reached a new segment since the last deletion.
+        if routed > 0 && journal::segment_of(routed) > self.cleaned_segment.load(Ordering::Relaxed)
+        {
             journal::remove_before(&self.journal_dir, routed)
                 .map_err(|e| self.err(format!("cannot delete routed journal segments: {e}")))?;
+            self.cleaned_segment
+                .store(journal::segment_of(routed), Ordering::Relaxed);
         }
         Ok(())
     }
@@ -710,17 +717,6 @@ impl Store {
         Ok(touched)
     }
 
-    /// Items waiting in a route's aggregation queue.
-    pub fn aggregation_len(&self, route: &str) -> Result<usize> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let agg = r.open_table(AGG).map_err(|e| self.err(e))?;
-        Ok(agg
-            .get(route)
-            .map_err(|e| self.err(e))?
-            .and_then(|v| serde_json::from_slice::<AggState>(v.value()).ok())
-            .map_or(0, |s| s.items.len()))
-    }
-
     fn queue(
         &self,
         outbox: &mut redb::Table<&str, &[u8]>,
@@ -841,23 +837,6 @@ impl Store {
             }
         }
         Ok((out, None))
-    }
-
-    /// When the next delivery of `action` is due (`None`: nothing queued).
-    pub fn next_due(&self, action: &str) -> Result<Option<u64>> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let due = r.open_table(DUE).map_err(|e| self.err(e))?;
-        let (lo, hi) = due_prefix(action);
-        let mut range = due
-            .range(lo.as_str()..hi.as_str())
-            .map_err(|e| self.err(e))?;
-        Ok(match range.next() {
-            Some(item) => {
-                let (k, _) = item.map_err(|e| self.err(e))?;
-                k.value().split('\u{0}').nth(1).and_then(|a| a.parse().ok())
-            }
-            None => None,
-        })
     }
 
     /// Number of deliveries not finished yet (all actions).
@@ -1444,7 +1423,8 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert!(s.next_due("a").unwrap().unwrap() > now_ms());
+        let next = s.due_scan("a", now_ms(), 10, &HashSet::new()).unwrap().1;
+        assert!(next.unwrap() > now_ms());
         let mut d = s
             .due("a", now_ms() + 120_000, 10, &HashSet::new())
             .unwrap()
