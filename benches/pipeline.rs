@@ -1,14 +1,15 @@
 //! Micro-benchmarks of the per-event work: route conditions, template rendering (VM and
 //! interpreter), dedup keys, journal commits. `cargo bench`; results in docs/performance.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use postee::config::RouteConfig;
+use postee::event::JournalEntry;
 use postee::routing::Condition;
 use postee::routing::dedup::dedup_key;
-use postee::store::JournalEntry;
 use postee::store::journal::JournalWriter;
 use postee::templates::Registry;
 use regorus::Value;

@@ -6,6 +6,7 @@
 //! `POST /reset?delay_ms=N` also makes every answer wait N ms (a slow receiver).
 //!
 //! Usage: bench_sink <port>
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: a panic is a failed run
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

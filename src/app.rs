@@ -5,14 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use regorus::Value;
-
 use crate::actions::{self, Action, BuildContext};
 use crate::config::{Config, Problems, RetryPolicy, problems::closest};
-use crate::routing::Condition;
-use crate::routing::dedup::dedup_key;
-use crate::store::{AggItem, Aggregate, EventPlan, JournalEntry, RoutePlan, WindowRoute};
-use crate::templates::{Registry, Rendered, Template};
+use crate::routing::{Aggregate, Condition, Route};
+use crate::templates::{Registry, Template};
 
 /// Where the user's Rego lives (Postee's working-directory-relative defaults).
 #[derive(Debug, Clone)]
@@ -40,21 +36,6 @@ impl Paths {
     }
 }
 
-/// One runnable route.
-pub struct Route {
-    pub name: String,
-    pub condition: Condition,
-    pub template: Arc<Template>,
-    /// Names of the route's enabled actions, in list order.
-    pub actions: Vec<String>,
-    pub serialize: bool,
-    /// `unique-message-props` and `unique-message-timeout` (seconds, 0: forever).
-    pub dedup_props: Vec<String>,
-    pub dedup_ttl: u64,
-    /// Aggregation plugins, with the template's aggregation package.
-    pub aggregate: Option<(Aggregate, Arc<Template>)>,
-}
-
 /// A built action with its delivery settings.
 #[derive(Clone)]
 pub struct BuiltAction {
@@ -72,6 +53,10 @@ pub struct App {
 }
 
 /// A shared HTTP client (rustls with the system's roots).
+#[allow(
+    clippy::expect_used,
+    reason = "building fails only without a TLS provider, which main installs first"
+)]
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("postee/", env!("CARGO_PKG_VERSION")))
@@ -91,23 +76,58 @@ pub async fn build(
         http: http_client(),
         aqua_server: cfg.aqua_server_url(),
     };
-    let used_actions: Vec<&str> = cfg
+    let actions = build_actions(cfg, &ctx, problems);
+    let registry = match Registry::new(&paths.templates_dir) {
+        Ok(r) => Some(r),
+        Err(errs) => {
+            for e in errs {
+                let path = format!("rego-templates ({})", paths.templates_dir.display());
+                problems.error(path, e);
+            }
+            None
+        }
+    };
+    let templates = build_templates(cfg, registry.as_ref(), &ctx, problems).await;
+    let known = Known {
+        cfg,
+        actions: &actions,
+        templates: &templates,
+        registry: registry.as_ref(),
+        filters_dir: &paths.filters_dir,
+    };
+    let routes = cfg
         .routes
         .iter()
-        .flat_map(|r| r.actions.iter().map(String::as_str))
+        .filter_map(|r| known.route(r, problems))
+        .map(Arc::new)
         .collect();
-    // A route is active when it names at least one enabled action; what only inactive routes
-    // use (templates, plugins) cannot affect a delivery, so its problems are warnings.
-    let enabled = |name: &String| cfg.actions.iter().any(|a| &a.name == name && a.enable);
-    let active = |r: &crate::config::RouteConfig| r.actions.iter().any(enabled);
-    let used_templates: Vec<&str> = cfg
-        .routes
-        .iter()
-        .filter(|r| active(r))
-        .map(|r| r.template.as_str())
-        .collect();
+    if strict || cfg.strict {
+        problems.make_strict();
+    }
+    if problems.has_errors() {
+        return None;
+    }
+    Some(App {
+        routes,
+        actions,
+        aqua_server: cfg.aqua_server_url(),
+    })
+}
 
-    // Actions.
+/// A route is active when it names at least one enabled action; what only inactive routes
+/// use (templates, plugins) cannot affect a delivery, so its problems are warnings.
+fn is_active(cfg: &Config, r: &crate::config::RouteConfig) -> bool {
+    r.actions
+        .iter()
+        .any(|name| cfg.actions.iter().any(|a| &a.name == name && a.enable))
+}
+
+/// Builds every enabled action.
+fn build_actions(
+    cfg: &Config,
+    ctx: &BuildContext,
+    problems: &mut Problems,
+) -> BTreeMap<String, BuiltAction> {
     let mut built: BTreeMap<String, BuiltAction> = BTreeMap::new();
     for a in &cfg.actions {
         let path = format!("actions[{}]", a.name);
@@ -127,7 +147,7 @@ pub async fn build(
                 format!("controller/runner mode is not supported yet; this action runs here, not on runner `{r}`"),
             );
         }
-        if let Some(action) = actions::build(a, &ctx, problems) {
+        if let Some(action) = actions::build(a, ctx, problems) {
             built.insert(
                 a.name.clone(),
                 BuiltAction {
@@ -139,52 +159,61 @@ pub async fn build(
         }
     }
     for name in built.keys() {
-        if !used_actions.contains(&name.as_str()) {
+        let used = cfg.routes.iter().any(|r| r.actions.contains(name));
+        if !used {
             problems.warn(
                 format!("actions[{name}]"),
                 "action is enabled but no route uses it",
             );
         }
     }
+    built
+}
 
-    // Templates.
-    let registry = match Registry::new(&paths.templates_dir) {
-        Ok(r) => Some(r),
-        Err(errs) => {
-            for e in errs {
-                problems.error(
-                    format!("rego-templates ({})", paths.templates_dir.display()),
-                    e,
-                );
-            }
-            None
-        }
+/// Compiles every template; a failure is an error only when an active route uses it.
+async fn build_templates(
+    cfg: &Config,
+    registry: Option<&Registry>,
+    ctx: &BuildContext,
+    problems: &mut Problems,
+) -> BTreeMap<String, Arc<Template>> {
+    let mut templates = BTreeMap::new();
+    let Some(reg) = registry else {
+        return templates;
     };
-    let mut templates: BTreeMap<String, Arc<Template>> = BTreeMap::new();
-    if let Some(reg) = &registry {
-        for t in &cfg.templates {
-            match reg.build(t, &ctx.http).await {
-                Ok(tpl) => {
-                    templates.insert(t.name.clone(), Arc::new(tpl));
-                }
-                Err(e) if used_templates.contains(&t.name.as_str()) => {
-                    problems.error(format!("templates[{}]", t.name), e)
-                }
-                Err(e) => problems.warn(
-                    format!("templates[{}]", t.name),
-                    format!("{e} (no route with an enabled action uses this template, so this is not an error)"),
-                ),
+    for t in &cfg.templates {
+        let used = cfg
+            .routes
+            .iter()
+            .any(|r| r.template == t.name && is_active(cfg, r));
+        match reg.build(t, &ctx.http).await {
+            Ok(tpl) => {
+                templates.insert(t.name.clone(), Arc::new(tpl));
             }
+            Err(e) if used => problems.error(format!("templates[{}]", t.name), e),
+            Err(e) => problems.warn(
+                format!("templates[{}]", t.name),
+                format!("{e} (no route with an enabled action uses this template, so this is not an error)"),
+            ),
         }
     }
+    templates
+}
 
-    // Routes.
-    let action_names: Vec<&str> = cfg.actions.iter().map(|a| a.name.as_str()).collect();
-    let template_names: Vec<&str> = cfg.templates.iter().map(|t| t.name.as_str()).collect();
-    let mut routes = Vec::new();
-    for r in &cfg.routes {
+/// What routes are checked against.
+struct Known<'a> {
+    cfg: &'a Config,
+    actions: &'a BTreeMap<String, BuiltAction>,
+    templates: &'a BTreeMap<String, Arc<Template>>,
+    registry: Option<&'a Registry>,
+    filters_dir: &'a std::path::Path,
+}
+
+impl Known<'_> {
+    /// Builds one route, reporting its problems. `None` when it cannot run.
+    fn route(&self, r: &crate::config::RouteConfig, problems: &mut Problems) -> Option<Route> {
         let path = format!("routes[{}]", r.name);
-        let condition = match Condition::build(r, &paths.filters_dir) {
+        let condition = match Condition::build(r, self.filters_dir) {
             Ok(c) => Some(c),
             Err(errs) => {
                 let key = if r.input_files.is_empty() {
@@ -208,13 +237,36 @@ pub async fn build(
         if r.actions.is_empty() {
             problems.warn(&path, "route has no actions; it never sends anything");
         }
-        let mut route_actions = Vec::new();
+        let actions = self.route_actions(r, &path, problems);
+        let template = self.route_template(r, &path, problems);
+        let aggregate = self.route_aggregate(r, &path, template.as_ref(), problems);
+        Some(Route {
+            name: r.name.clone(),
+            condition: condition?,
+            template: template?,
+            actions,
+            serialize: r.serialize_actions,
+            dedup_props: r.plugins.unique_message_props.clone(),
+            dedup_ttl: r.plugins.unique_message_timeout,
+            aggregate,
+        })
+    }
+
+    /// The route's enabled actions, in list order.
+    fn route_actions(
+        &self,
+        r: &crate::config::RouteConfig,
+        path: &str,
+        problems: &mut Problems,
+    ) -> Vec<String> {
+        let action_names: Vec<&str> = self.cfg.actions.iter().map(|a| a.name.as_str()).collect();
+        let mut out = Vec::new();
         for name in &r.actions {
             match (
-                built.get(name),
-                cfg.actions.iter().find(|a| &a.name == name),
+                self.actions.get(name),
+                self.cfg.actions.iter().find(|a| &a.name == name),
             ) {
-                (Some(_), _) => route_actions.push(name.clone()),
+                (Some(_), _) => out.push(name.clone()),
                 (None, Some(a)) if !a.enable => problems.warn(
                     format!("{path}.actions"),
                     format!("action `{name}` is disabled (enable: false); the route skips it"),
@@ -231,30 +283,49 @@ pub async fn build(
                 }
             }
         }
-        let template = if r.template.is_empty() {
+        out
+    }
+
+    fn route_template(
+        &self,
+        r: &crate::config::RouteConfig,
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<Arc<Template>> {
+        if r.template.is_empty() {
             if !r.actions.is_empty() {
                 problems.error(
                     format!("{path}.template"),
                     "route has actions but no `template`",
                 );
             }
-            None
-        } else {
-            match templates.get(&r.template) {
-                Some(t) => Some(t.clone()),
-                None if template_names.contains(&r.template.as_str()) => None, // its error is reported
-                None => {
-                    let hint = closest(&r.template, &template_names)
-                        .map(|c| format!("; did you mean `{c}`?"))
-                        .unwrap_or_default();
-                    problems.error(
-                        format!("{path}.template"),
-                        format!("template `{}` is not defined{hint}", r.template),
-                    );
-                    None
-                }
+            return None;
+        }
+        let names: Vec<&str> = self.cfg.templates.iter().map(|t| t.name.as_str()).collect();
+        match self.templates.get(&r.template) {
+            Some(t) => Some(t.clone()),
+            None if names.contains(&r.template.as_str()) => None, // its error is reported
+            None => {
+                let hint = closest(&r.template, &names)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                problems.error(
+                    format!("{path}.template"),
+                    format!("template `{}` is not defined{hint}", r.template),
+                );
+                None
             }
-        };
+        }
+    }
+
+    fn route_aggregate(
+        &self,
+        r: &crate::config::RouteConfig,
+        path: &str,
+        template: Option<&Arc<Template>>,
+        problems: &mut Problems,
+    ) -> Option<(Aggregate, Arc<Template>)> {
+        let p = &r.plugins;
         let mode = if p.aggregate_message_number > 0 {
             if p.aggregate_message_timeout > 0 {
                 problems.warn(
@@ -262,51 +333,35 @@ pub async fn build(
                     "ignored: aggregate-message-number takes precedence (as in Postee)",
                 );
             }
-            Some(Aggregate::Count(p.aggregate_message_number as usize))
+            Aggregate::Count(p.aggregate_message_number as usize)
         } else if p.aggregate_message_timeout > 0 {
-            Some(Aggregate::Window(p.aggregate_message_timeout * 1000))
+            Aggregate::Window(p.aggregate_message_timeout * 1000)
         } else {
-            None
+            return None;
         };
-        let mut aggregate = None;
-        if let (Some(mode), Some(t), Some(reg)) = (mode, template.as_ref(), registry.as_ref()) {
-            match t.aggregation_template(reg) {
-                Some(Ok(at)) => aggregate = Some((mode, Arc::new(at))),
-                Some(Err(e)) if active(r) => problems.error(format!("{path}.plugins"), e),
-                Some(Err(e)) => problems.warn(format!("{path}.plugins"), e),
-                None => problems.warn(
+        let (t, reg) = (template?, self.registry?);
+        match t.aggregation_template(reg) {
+            Some(Ok(at)) => Some((mode, Arc::new(at))),
+            Some(Err(e)) => {
+                if is_active(self.cfg, r) {
+                    problems.error(format!("{path}.plugins"), e);
+                } else {
+                    problems.warn(format!("{path}.plugins"), e);
+                }
+                None
+            }
+            None => {
+                problems.warn(
                     format!("{path}.plugins"),
                     format!(
                         "template `{}` has no aggregation_pkg, so events are sent one by one (as in Postee)",
                         t.name
                     ),
-                ),
+                );
+                None
             }
         }
-        if let (Some(condition), Some(template)) = (condition, template) {
-            routes.push(Arc::new(Route {
-                name: r.name.clone(),
-                condition,
-                template,
-                actions: route_actions,
-                serialize: r.serialize_actions,
-                dedup_props: r.plugins.unique_message_props.clone(),
-                dedup_ttl: r.plugins.unique_message_timeout,
-                aggregate,
-            }));
-        }
     }
-    if strict || cfg.strict {
-        problems.make_strict();
-    }
-    if problems.has_errors() {
-        return None;
-    }
-    Some(App {
-        routes,
-        actions: built,
-        aqua_server: cfg.aqua_server_url(),
-    })
 }
 
 impl App {
@@ -314,89 +369,14 @@ impl App {
         self.routes.iter().find(|r| r.name == name)
     }
 
-    /// Decides what one route does with an event: condition, dedup key, rendering.
-    pub fn plan_route(&self, route: &Route, event_id: &str, input: &Value) -> RoutePlan {
-        let mut plan = RoutePlan {
-            route: route.name.clone(),
-            matched: false,
-            note: None,
-            content: None,
-            actions: Vec::new(),
-            serialize: route.serialize,
-            dedup: None,
-            aggregate: route.aggregate.as_ref().map(|(m, _)| *m),
-        };
-        match route.condition.matches(input) {
-            Ok(true) => plan.matched = true,
-            Ok(false) => return plan,
-            Err(e) => {
-                tracing::warn!(route = %route.name, event_id, error = %e, "route condition failed; counted as no match");
-                plan.note = Some(format!("condition failed: {e}"));
-                return plan;
-            }
-        }
-        if !route.dedup_props.is_empty() {
-            let json = serde_json::to_value(input).unwrap_or_default();
-            let key = dedup_key(&json, &route.dedup_props);
-            if key.is_empty() {
-                // Postee drops such an event (empty key); sending it is the safer choice.
-                tracing::warn!(route = %route.name, event_id, "unique-message-props found no value in the event; sent without dedup");
-            } else {
-                plan.dedup = Some((format!("{}\u{0}{key}", route.name), route.dedup_ttl));
-            }
-        }
-        match route.template.render(input, &self.aqua_server) {
-            Ok(content) => {
-                plan.content = Some(content);
-                plan.actions = route.actions.clone();
-            }
-            Err(e) => {
-                tracing::warn!(route = %route.name, event_id, template = %route.template.name, error = %e, "template failed; nothing sent for this route");
-                plan.note = Some(e.to_string());
-            }
-        }
-        plan
-    }
-
-    /// Renders a route's aggregation batch with its aggregation package. The input is the
-    /// array of items Postee builds (spec §4.9), without Postee's leading `null`s.
-    pub fn render_aggregate(&self, route: &str, items: &[AggItem]) -> Result<Rendered, String> {
-        let Some((_, template)) = self.route(route).and_then(|r| r.aggregate.as_ref()) else {
-            return Err(format!("route {route} does not aggregate (any more)"));
-        };
-        let contents: Vec<Rendered> = items.iter().map(|i| i.content.clone()).collect();
-        template.aggregate(&contents).map_err(|e| e.to_string())
-    }
-
-    /// Routes that aggregate over a time window.
-    pub fn window_routes(&self) -> Vec<WindowRoute> {
+    /// Routes that aggregate over a time window, with the window in ms.
+    pub fn window_routes(&self) -> Vec<(Arc<Route>, u64)> {
         self.routes
             .iter()
             .filter_map(|r| match r.aggregate {
-                Some((Aggregate::Window(ms), _)) => Some(WindowRoute {
-                    route: r.name.clone(),
-                    window_ms: ms,
-                    actions: r.actions.clone(),
-                    serialize: r.serialize,
-                }),
+                Some((Aggregate::Window(ms), _)) => Some((r.clone(), ms)),
                 _ => None,
             })
             .collect()
-    }
-
-    /// Plans one journaled event over every route (or its tenant route).
-    pub fn plan_event(&self, id: &str, entry: &JournalEntry, input: &Value) -> EventPlan {
-        let routes = self
-            .routes
-            .iter()
-            .filter(|r| entry.route.as_deref().is_none_or(|only| only == r.name))
-            .filter(|r| !r.actions.is_empty())
-            .map(|r| self.plan_route(r, id, input))
-            .collect();
-        EventPlan {
-            id: id.to_string(),
-            entry: entry.clone(),
-            routes,
-        }
     }
 }

@@ -1,19 +1,22 @@
 //! postee: a security alert router compatible with Postee. The flow of one event:
-//! `intake` → `app` (route `routing` conditions, `templates`) → `actions`.
+//! `intake` → `pipeline` (journal → router: `routing` plans and decides → `store` commits →
+//! lanes send through `actions`). `cmd` holds the subcommands. docs/architecture.md has the
+//! map.
 
 pub mod actions;
 pub mod app;
+pub mod bundle;
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
-pub mod dispatch;
+pub mod event;
 pub mod intake;
+pub mod message;
+pub mod pipeline;
 pub mod rego;
 pub mod routing;
-pub mod serve;
 pub mod store;
 pub mod templates;
-pub mod testcases;
 pub mod tls;
 
 /// Installs the process-wide TLS crypto provider (ring). Call once at start.

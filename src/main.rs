@@ -29,6 +29,10 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "without a runtime there is nothing to run"
+)]
 fn main() {
     postee::install_crypto_provider();
     let cli = Cli::parse();
@@ -39,11 +43,11 @@ fn main() {
         .expect("tokio runtime starts");
     let code = rt.block_on(async move {
         match cli.command {
-            Some(Command::Check(a)) => postee::commands::check(a).await,
-            Some(Command::Render(a)) => postee::commands::render(a).await,
-            Some(Command::Test(a)) => postee::testcases::run(a).await,
-            Some(Command::Dlq(a)) => postee::commands::dlq(a),
-            None => postee::serve::run(cli.serve).await,
+            Some(Command::Check(a)) => postee::cmd::check::check(a).await,
+            Some(Command::Render(a)) => postee::cmd::render::render(a).await,
+            Some(Command::Test(a)) => postee::cmd::test::run(a).await,
+            Some(Command::Dlq(a)) => postee::cmd::dlq::dlq(a),
+            None => postee::cmd::serve::run(cli.serve).await,
         }
     });
     // Do not wait for blocking threads (e.g. a stuck template) beyond the shutdown deadline.

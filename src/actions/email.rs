@@ -544,10 +544,11 @@ impl Action for Email {
         }
         let envelope: Vec<Address> = to.iter().map(|m| m.email.clone()).collect();
         let email = self.message(msg, &to, &envelope)?;
-        let relay = self
-            .relay
-            .as_ref()
-            .expect("relay transport outside MX mode");
+        let Some(relay) = self.relay.as_ref() else {
+            return Err(ActionError::permanent(
+                "no SMTP relay is configured (set host, or use-mx)",
+            ));
+        };
         self.send_via(relay, email, &format!("{}:{}", self.host, self.port))
             .await
     }

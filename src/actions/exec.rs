@@ -124,6 +124,9 @@ impl Exec {
             Err(_) => {
                 if let Some(pid) = pid {
                     // Kill the script and everything it started.
+                    #[allow(unsafe_code)]
+                    // SAFETY: kill takes no pointers; signalling a process group we created
+                    // (process_group(0) above) cannot affect memory safety.
                     unsafe {
                         libc::kill(-(pid as i32), libc::SIGKILL);
                     }

@@ -127,6 +127,7 @@ impl Http {
     }
 }
 
+#[allow(clippy::expect_used, reason = "a fixed pattern, checked by the tests")]
 static PLACEHOLDER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"event\.input((?:\.[A-Za-z0-9_\-]+)*)").expect("valid regex"));
 

@@ -19,22 +19,8 @@ use async_trait::async_trait;
 
 use crate::config::duration::parse_go_duration;
 use crate::config::{ActionConfig, Problems};
-use crate::templates::Rendered;
 
-/// What one action is asked to send: the rendered content plus where it came from.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub event_id: String,
-    pub route: String,
-    pub content: Rendered,
-}
-
-impl Message {
-    /// Stable per (event, route, action): a retry of the same delivery carries the same key.
-    pub fn delivery_id(&self, action: &str) -> String {
-        format!("{}:{}:{}", self.event_id, self.route, action)
-    }
-}
+pub use crate::message::Message;
 
 /// Why a send failed, classified for the dispatcher's retry policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -14,6 +14,12 @@ use regorus::{Engine, Value};
 pub use gojson::{go_json, go_json_indent};
 
 /// Time limit for one route condition evaluation.
+/// How often (in instructions) regorus checks the time limit.
+pub const CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(64) {
+    Some(n) => n,
+    None => panic!("64 is not zero"),
+};
+
 pub const CONDITION_TIME_LIMIT: Duration = Duration::from_secs(1);
 /// Time limit for one template evaluation (a 300-vulnerability scan takes ~30 ms).
 pub const TEMPLATE_TIME_LIMIT: Duration = Duration::from_secs(10);
@@ -26,8 +32,12 @@ pub fn new_engine(time_limit: Duration) -> Engine {
     e.set_strict_builtin_errors(false);
     e.set_execution_timer_config(ExecutionTimerConfig {
         limit: time_limit,
-        check_interval: NonZeroU32::new(64).expect("non-zero"),
+        check_interval: CHECK_INTERVAL,
     });
+    #[allow(
+        clippy::expect_used,
+        reason = "registering fixed names on a new engine cannot collide"
+    )]
     add_extensions(&mut e).expect("extensions register once on a new engine");
     e
 }

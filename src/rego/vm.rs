@@ -57,7 +57,7 @@ impl VmTemplate {
             vm.set_max_instructions(MAX_INSTRUCTIONS);
             vm.set_execution_timer_config(Some(ExecutionTimerConfig {
                 limit: TEMPLATE_TIME_LIMIT,
-                check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+                check_interval: crate::rego::CHECK_INTERVAL,
             }));
             vm.load_program(self.program.clone());
             vm.set_execution_mode(ExecutionMode::Suspendable);
@@ -166,7 +166,7 @@ impl VmCondition {
         vm.set_max_instructions(MAX_INSTRUCTIONS);
         vm.set_execution_timer_config(Some(ExecutionTimerConfig {
             limit: super::CONDITION_TIME_LIMIT,
-            check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+            check_interval: crate::rego::CHECK_INTERVAL,
         }));
         let mut program = (*self.program).clone();
         program.literals = program.literals.iter().map(unshared).collect();

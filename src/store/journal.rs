@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::JournalEntry;
+use crate::event::JournalEntry;
 
 /// A new segment is started when the current one is at least this big.
 pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -140,8 +140,8 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<(String, JournalEntry, u6
         }
         got += n;
     }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len == 0 && crc == 0 {
         // The zero-filled rest of a segment.
         return Ok(None);
@@ -262,7 +262,7 @@ impl JournalWriter {
         if torn_end > good {
             let mut torn = vec![0u8; (torn_end - good) as usize];
             file.read_exact_at(&mut torn, good)?;
-            let aside = path.with_extension(format!("log.torn-{}", super::now_ms()));
+            let aside = path.with_extension(format!("log.torn-{}", crate::event::now_ms()));
             fs::write(&aside, &torn)?;
             torn.fill(0);
             file.write_all_at(&torn, good)?;
@@ -312,7 +312,7 @@ impl JournalWriter {
         let mut at = 0usize;
         for _ in items {
             starts.push(position(self.seg, self.len + at as u64));
-            let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
             at += HEADER + len;
         }
         self.file.write_all_at(&buf, self.len)?;
@@ -433,7 +433,9 @@ impl<T: Send + 'static> Syncer<T> {
                         st.broken = res.clone().err();
                     }
                     while st.pending.front().is_some_and(|p| p.0 <= t) {
-                        let (end, _, b) = st.pending.pop_front().expect("front exists");
+                        let Some((end, _, b)) = st.pending.pop_front() else {
+                            break;
+                        };
                         batches.push((end, b));
                     }
                     if !batches.is_empty() {

@@ -2,7 +2,6 @@
 //! evaluated the two ways Postee does (spec §5.2): a `rego-package` from the bundle plus the
 //! user's `rego-templates/` directory, or a single external module (`body:` / `url:`).
 
-pub mod bundled;
 pub mod legacy;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,30 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regorus::{Engine, Value};
-use serde::{Deserialize, Serialize};
 
+use crate::bundle::{self as bundled, Source};
 use crate::config::TemplateConfig;
 use crate::rego;
 use crate::rego::vm::VmTemplate;
 
-/// What a template produced for one event: Postee's "content" map (spec §4.5).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Rendered {
-    pub title: String,
-    /// The template's `result`, serialized as Postee does when it is not a string.
-    pub description: String,
-    pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aggregation_pkg: Option<String>,
-    /// ServiceNow fields (`date`, `severity`, `summary`, `category`, `subcategory`,
-    /// `assignedTo`, `assignedGroup`) when the template defines them.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, String>,
-    /// `application_scope_owners` of the event joined by `;`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owners: Option<String>,
-}
+pub use crate::message::Rendered;
 
 /// Bundled packages that run on regorus' VM. Each is proven to give exactly the
 /// interpreter's output on every fixture by `vm_and_interpreter_agree_...`; the others
@@ -402,13 +384,6 @@ fn owners_of(input: &Value) -> Option<String> {
     } else {
         Some(names.join(";"))
     }
-}
-
-/// One Rego source file: where it came from and its text.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub path: String,
-    pub text: String,
 }
 
 /// The package a module declares (`package a.b.c`).

@@ -1,4 +1,5 @@
-//! `postee check` and `postee render`: the config and template developer loop.
+//! `postee render`: what a template, a legacy layout or a route of a config makes of events,
+//! and what each action would send, without sending it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -6,47 +7,14 @@ use std::path::{Path, PathBuf};
 use regorus::Value;
 use serde_json::json;
 
-use crate::actions::Message;
+use super::load_app;
 use crate::app::{self, Paths};
-use crate::cli::{CheckArgs, DlqArgs, DlqCommand, RenderArgs, cfgfile_for_subcommand};
+use crate::cli::RenderArgs;
 use crate::config;
-use crate::templates::{Registry, Rendered};
-
-/// Validates a config (parse, types, references, Rego compile, url templates) and prints
-/// every problem. Exit status 1 on any error (or any warning with `--strict`).
-pub async fn check(args: CheckArgs) -> i32 {
-    let path = cfgfile_for_subcommand(args.cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
-    let app = match &cfg {
-        Some(c) => app::build(c, &Paths::from_env(), args.strict, &mut problems).await,
-        None => None,
-    };
-    print!("{problems}");
-    match (cfg, app) {
-        (Some(cfg), Some(app)) => {
-            let enabled = cfg.actions.iter().filter(|a| a.enable).count();
-            println!(
-                "{}: OK ({} routes, {} templates, {} actions of which {} enabled; {} warnings)",
-                path.display(),
-                app.routes.len(),
-                cfg.templates.len(),
-                cfg.actions.len(),
-                enabled,
-                problems.warnings().count()
-            );
-            0
-        }
-        _ => {
-            println!(
-                "{}: {} errors, {} warnings",
-                path.display(),
-                problems.errors().count(),
-                problems.warnings().count()
-            );
-            1
-        }
-    }
-}
+use crate::message::{Message, Rendered};
+use crate::routing::Verdict;
+use crate::routing::plan::plan_route;
+use crate::templates::Registry;
 
 fn read_input(path: &Path) -> Result<Value, String> {
     let text = if path == Path::new("-") {
@@ -58,7 +26,7 @@ fn read_input(path: &Path) -> Result<Value, String> {
     } else {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
     };
-    crate::intake::parse_event(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    crate::event::parse(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -197,20 +165,6 @@ async fn render_inner(args: RenderArgs) -> Result<serde_json::Value, String> {
     Ok(content_json(&out))
 }
 
-/// Loads a config (it must load without errors; warnings go to standard error).
-async fn load_app(cfgfile: Option<PathBuf>) -> Result<app::App, String> {
-    let path = cfgfile_for_subcommand(cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
-    let app = match &cfg {
-        Some(c) => app::build(c, &Paths::from_env(), false, &mut problems).await,
-        None => None,
-    };
-    for w in problems.warnings() {
-        eprintln!("{w}");
-    }
-    app.ok_or_else(|| format!("the config {} has problems:\n{problems}", path.display()))
-}
-
 /// The content a route sends for one event (an error when it does not match).
 pub async fn render_route_content(
     cfgfile: Option<PathBuf>,
@@ -223,22 +177,17 @@ pub async fn render_route_content(
 
 fn route_content(app: &app::App, route: &str, input: &Value) -> Result<Rendered, String> {
     let r = find_route(app, route)?;
-    let plan = app.plan_route(r, "render", input);
-    if !plan.matched {
-        return Err(plan
-            .note
-            .unwrap_or_else(|| format!("route {route:?} does not match the event")));
+    match plan_route(r, &app.aqua_server, "render", input).verdict {
+        Verdict::Rendered(c) => Ok(c),
+        Verdict::NoMatch => Err(format!("route {route:?} does not match the event")),
+        Verdict::ConditionFailed(e) | Verdict::RenderFailed(e) => Err(e),
     }
-    plan.content.ok_or_else(|| {
-        plan.note
-            .unwrap_or_else(|| "the route has no enabled actions".into())
-    })
 }
 
 fn find_route<'a>(
     app: &'a app::App,
     route: &str,
-) -> Result<&'a std::sync::Arc<app::Route>, String> {
+) -> Result<&'a std::sync::Arc<crate::routing::Route>, String> {
     app.route(route).ok_or_else(|| {
         let names: Vec<&str> = app.routes.iter().map(|r| r.name.as_str()).collect();
         format!("no route named {route:?} (routes: {})", names.join(", "))
@@ -271,17 +220,10 @@ async fn render_route(
 ) -> Result<serde_json::Value, String> {
     let app = load_app(cfgfile).await?;
     let r = find_route(&app, route)?;
-    let plan = app.plan_route(r, "render", &input);
-    if !plan.matched {
-        return match plan.note {
-            Some(note) => Err(note),
-            None => Ok(json!({ "route": route, "matched": false })),
-        };
-    }
-    let Some(content) = plan.content else {
-        return Err(plan
-            .note
-            .unwrap_or_else(|| "the route has no enabled actions".into()));
+    let content = match plan_route(r, &app.aqua_server, "render", &input).verdict {
+        Verdict::Rendered(c) => c,
+        Verdict::NoMatch => return Ok(json!({ "route": route, "matched": false })),
+        Verdict::ConditionFailed(e) | Verdict::RenderFailed(e) => return Err(e),
     };
     let msg = Message {
         event_id: "render".into(),
@@ -305,115 +247,4 @@ async fn render_route(
         "serialize_actions": r.serialize,
         "actions": actions,
     }))
-}
-
-/// `postee dlq list|replay`.
-pub fn dlq(args: DlqArgs) -> i32 {
-    let path = crate::serve::db_path(args.data_dir.clone());
-    if !path.exists() {
-        eprintln!(
-            "error: no store at {} (set PATH_TO_DB or --data-dir as for the service)",
-            path.display()
-        );
-        return 1;
-    }
-    let store = match crate::store::Store::open(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    match args.command {
-        DlqCommand::List { json } => {
-            let list = match store.dead_letters() {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return 1;
-                }
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).unwrap_or_default()
-                );
-            } else if list.is_empty() {
-                println!("no dead letters in {}", path.display());
-            } else {
-                println!(
-                    "{:<60} {:<16} {:<16} {:>8}  ERROR",
-                    "ID", "ROUTE", "ACTION", "ATTEMPTS"
-                );
-                for d in &list {
-                    let err: String = d.error.chars().take(120).collect();
-                    println!(
-                        "{:<60} {:<16} {:<16} {:>8}  {}",
-                        d.delivery.id,
-                        d.delivery.route,
-                        d.delivery.action,
-                        d.delivery.attempts,
-                        err
-                    );
-                }
-                println!("{} dead letters", list.len());
-            }
-            0
-        }
-        DlqCommand::Replay { ids, all } => {
-            if ids.is_empty() && !all {
-                eprintln!("error: name dead letter ids, or --all");
-                return 2;
-            }
-            // Refuse to queue deliveries for actions the config no longer has.
-            let cfg_path = cfgfile_for_subcommand(args.cfgfile);
-            let known: Option<Vec<String>> = match config::load_file(&cfg_path) {
-                (Some(c), _) => Some(
-                    c.actions
-                        .iter()
-                        .filter(|a| a.enable)
-                        .map(|a| a.name.clone())
-                        .collect(),
-                ),
-                _ => None,
-            };
-            let wanted = (!all).then_some(ids.as_slice());
-            let can_send = |a: &str| known.as_ref().is_none_or(|k| k.iter().any(|n| n == a));
-            match store.replay(wanted, &can_send) {
-                Ok(r) => {
-                    for d in &r.skipped {
-                        eprintln!(
-                            "skipped {}: action `{}` is not enabled in {}",
-                            d.delivery.id,
-                            d.delivery.action,
-                            cfg_path.display()
-                        );
-                    }
-                    for id in &r.unknown {
-                        eprintln!("no dead letter {id}");
-                    }
-                    println!(
-                        "replayed {} dead letters; they are sent at the next start",
-                        r.replayed.len()
-                    );
-                    if known.is_none() {
-                        eprintln!(
-                            "note: {} could not be read, so actions were not checked",
-                            cfg_path.display()
-                        );
-                    }
-                    // Non-zero when anything asked for was skipped or not found.
-                    if r.skipped.is_empty() && r.unknown.is_empty() {
-                        0
-                    } else {
-                        1
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            }
-        }
-    }
 }

@@ -2,15 +2,13 @@
 //! servers that check each request the way the real service documents it: the real binary
 //! for the HTTP ones, a real SMTP server (Debian's python3-aiosmtpd) for email.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A template that takes the title and the result from the event, so each test says exactly
@@ -749,7 +747,7 @@ fn email_use_mx_sends_each_domain_its_recipients_and_a_retry_skips_delivered_dom
     let msg = Message {
         event_id: "ev1".into(),
         route: "r".into(),
-        content: postee::templates::Rendered {
+        content: postee::message::Rendered {
             title: "mx".into(),
             description: "<p>direct</p>".into(),
             ..Default::default()

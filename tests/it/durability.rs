@@ -1,14 +1,12 @@
 //! Durable delivery, with the real binary: acknowledged events survive kill -9, failed sends
 //! are retried or dead-lettered, dead letters replay, dedup, a slow target stays isolated.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn hook_config(sink: &Sink, extra_action_keys: &str, plugins: &str) -> String {
     format!(
@@ -219,9 +217,13 @@ fn deliveries_wait_for_a_dead_sink_and_all_arrive_when_it_returns() {
         ids.push(v["id"].as_str().unwrap().to_string());
     }
     // The sink refuses for a while: every event is tried several times.
+    let tried = |id: &String| {
+        let (_, ev) = p.api_get(&format!("/events/{id}"));
+        ev["routes"][0]["actions"][0]["attempts"].as_u64() >= Some(2)
+    };
     wait_until(
         Duration::from_secs(30),
-        || sink.received().len() >= 60,
+        || ids.iter().all(tried),
         || format!("{} requests", sink.received().len()),
     );
     let (_, ev) = p.api_get(&format!("/events/{}", ids[0]));
@@ -606,10 +608,15 @@ fn max_db_size_holds_over_a_long_run_by_trimming_delivered_history() {
         || sink.received().len() >= 6000,
         || format!("{} delivered", sink.received().len()),
     );
-    // The size check runs every 10 s and trims the oldest delivered history.
+    // The size check runs every 10 s and trims the oldest delivered history; the run that
+    // trims below the limit then clears `store_full`.
     wait_until(
         Duration::from_secs(40),
-        || p.api_get("/stats").1["store_bytes"].as_u64().unwrap() <= 2 * 1024 * 1024,
+        || {
+            let stats = p.api_get("/stats").1;
+            stats["store_bytes"].as_u64().unwrap() <= 2 * 1024 * 1024
+                && stats["store_full"] == false
+        },
         || format!("{}", p.api_get("/stats").1),
     );
     let (_, stats) = p.api_get("/stats");
@@ -708,46 +715,4 @@ fn deliveries_of_an_action_removed_from_the_config_become_dead_letters_at_start(
     let (status, body) = p.api_post(&format!("/dlq/{id}/replay"));
     assert_eq!(status, 409, "{body}");
     assert_eq!(p.api_get("/dlq").1.as_array().unwrap().len(), 1);
-}
-
-/// The read-back paths, driven with tiny memory bounds: every event is routed from the journal
-/// file (nothing handed over in memory) and every action lane spills to the outbox at once.
-/// A clean stop and start in the middle must not lose or repeat anything.
-#[test]
-fn events_read_back_from_the_journal_and_the_outbox_arrive_once_each() {
-    const N: usize = 1500;
-    let sink = Sink::start();
-    sink.delay("/hook", Duration::from_millis(3));
-    let cfg = hook_config(&sink, "concurrency: 4", "");
-    let opts = || PosteeOptions {
-        env: vec![
-            ("POSTEE_TEST_HANDOFF_BYTES".into(), "1".into()),
-            ("POSTEE_TEST_LANE_MAX".into(), "3".into()),
-        ],
-        ..PosteeOptions::default()
-    };
-    let mut p = Postee::start_with(&cfg, opts());
-    post_all(&p.url("/"), N, 16, |i| format!("{{\"n\":{i}}}"));
-    // Stop cleanly while most deliveries are still queued, then start again on the same store.
-    assert!(p.terminate().success());
-    let before = ns(&sink, "/hook").len();
-    assert!(
-        before < N,
-        "the stop came before everything was sent ({before})"
-    );
-    let dir = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
-    let p = Postee::start_in(dir, &cfg, opts());
-    wait_until(
-        Duration::from_secs(120),
-        || ns(&sink, "/hook").len() >= N,
-        || format!("delivered {} of {N}", ns(&sink, "/hook").len()),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let got = ns(&sink, "/hook");
-    let distinct: BTreeSet<u64> = got.iter().copied().collect();
-    assert_eq!(distinct.len(), N, "every event delivered");
-    assert_eq!(got.len(), N, "and each exactly once");
-    let (_, stats) = p.api_get("/stats");
-    assert_eq!(stats["counts"]["journal"], 0, "{stats}");
-    assert_eq!(stats["counts"]["outbox"], 0, "{stats}");
 }

@@ -1,8 +1,6 @@
 //! `postee check`, `postee render`, `--version`/`--help`, and the example configs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

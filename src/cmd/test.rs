@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use regorus::Value;
 use serde::Deserialize;
 
+use super::render::{self as commands, Subject};
 use crate::app::Paths;
 use crate::cli::TestArgs;
-use crate::commands::{self, Subject};
-use crate::templates::Rendered;
+use crate::message::Rendered;
 
 /// `case.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -79,7 +79,7 @@ fn find_cases(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 fn read_event(path: &Path) -> Result<Value, String> {
     let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    crate::intake::parse_event(&text).map_err(|e| format!("{}: {e}", path.display()))
+    crate::event::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Renders one case: the content, or the error the rendering gave.

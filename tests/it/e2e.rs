@@ -1,11 +1,9 @@
 //! End-to-end: the real binary on loopback, real-shaped events, a local HTTP sink and exec
 //! scripts, asserting exactly what arrived.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Routes every fixture kind to a different action type.
 fn routing_config(sink: &Sink, dir: &std::path::Path) -> String {

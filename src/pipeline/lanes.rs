@@ -1,0 +1,368 @@
+//! One lane and scheduler per action: the deliveries that are due, in memory up to a bound
+//! (the rest read back from the outbox), sent up to the action's concurrency; each attempt's
+//! outcome is decided by routing's retry policy and recorded by the outcome writer.
+
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::outcomes::Request as OutcomeRequest;
+use super::router::panic_text;
+use super::{Limits, Shared};
+use crate::actions::ActionError;
+use crate::app::BuiltAction;
+use crate::message::{Delivery, Rendered, Unrendered};
+use crate::routing::decide::next_in_chain;
+use crate::routing::plan;
+use crate::routing::retry::{self, Failure, RetryDecision};
+use crate::store::{Outcome, OutcomeCommit};
+
+/// One action's deliveries that are due, in memory, and the ones being sent.
+pub(super) struct Lane {
+    state: std::sync::Mutex<LaneState>,
+    notify: Notify,
+}
+
+struct LaneState {
+    ready: VecDeque<Delivery>,
+    bytes: usize,
+    /// Ids in `ready` or being sent: a read of the outbox skips them.
+    known: HashSet<String>,
+    /// The outbox may hold due deliveries that are not in memory.
+    spilled: bool,
+    /// When a delivery waiting for a retry is due (ms; `u64::MAX`: none known).
+    wake_at: u64,
+    /// The store's commit number when the last outbox read began: that read saw every
+    /// delivery committed up to it.
+    scanned: u64,
+}
+
+fn delivery_bytes(d: &Delivery) -> usize {
+    let c = &d.content;
+    256 + d.id.len() + c.title.len() + c.description.len() + c.url.len()
+}
+
+impl Lane {
+    pub(super) fn new() -> Lane {
+        Lane {
+            state: std::sync::Mutex::new(LaneState {
+                ready: VecDeque::new(),
+                bytes: 0,
+                known: HashSet::new(),
+                // Read the outbox once at start: deliveries left by an earlier run.
+                spilled: true,
+                wake_at: 0,
+                scanned: 0,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A delivery committed to the outbox (by commit number `seq`) and due now.
+    pub(super) fn push(&self, d: Delivery, seq: u64, limits: &Limits) {
+        {
+            let mut s = self.lock();
+            // An outbox read that began after this commit has taken the delivery (or left
+            // the lane spilled, so a later read will): taking it here too could send it twice.
+            if s.known.contains(&d.id) || seq <= s.scanned {
+                return;
+            }
+            let size = delivery_bytes(&d);
+            if s.ready.len() >= limits.lane_max || s.bytes + size > limits.lane_max_bytes {
+                s.spilled = true;
+            } else {
+                s.known.insert(d.id.clone());
+                s.bytes += size;
+                s.ready.push_back(d);
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// The outbox changed behind the lane's back (replay): read it again.
+    pub(super) fn rescan(&self) {
+        self.lock().spilled = true;
+        self.notify.notify_one();
+    }
+
+    /// A restarted scheduler starts from the outbox: what was in memory or in flight is
+    /// still there (at least once).
+    fn reset(&self) {
+        let mut s = self.lock();
+        s.ready.clear();
+        s.known.clear();
+        s.bytes = 0;
+        s.spilled = true;
+        s.wake_at = 0;
+        s.scanned = 0;
+    }
+}
+
+/// One action's sender: sends what its lane holds, up to its concurrency; reads the outbox
+/// when the lane spilled over or a retry is due.
+pub(super) async fn scheduler(
+    s: Arc<Shared>,
+    name: String,
+    outcomes: mpsc::UnboundedSender<OutcomeRequest>,
+) {
+    let Some(built) = s.app.actions.get(&name).cloned() else {
+        return;
+    };
+    let Some(lane) = s.lanes.get(&name).cloned() else {
+        return;
+    };
+    lane.reset();
+    let mut stop = s.stop.subscribe();
+    let sem = Arc::new(Semaphore::new(built.concurrency));
+    let mut inflight = JoinSet::new();
+    // After a failed outbox read, the next one waits a second.
+    let mut scan_after = Instant::now();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while inflight.try_join_next().is_some() {}
+        let now = s.now();
+        let may_scan = Instant::now() >= scan_after;
+        let (work, scan) = {
+            let mut st = lane.lock();
+            let free = sem.available_permits();
+            let mut work = Vec::with_capacity(free.min(st.ready.len()));
+            while work.len() < free {
+                let Some(d) = st.ready.pop_front() else { break };
+                st.bytes -= delivery_bytes(&d);
+                work.push(d);
+            }
+            let scan = may_scan && work.len() < free && (st.spilled || st.wake_at <= now);
+            (work, scan)
+        };
+        for delivery in work {
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                // Permits were counted above, so this cannot happen; leave it to the outbox.
+                let mut st = lane.lock();
+                st.known.remove(&delivery.id);
+                st.spilled = true;
+                continue;
+            };
+            let (s2, b2, lane2, tx) = (s.clone(), built.clone(), lane.clone(), outcomes.clone());
+            inflight.spawn(async move {
+                attempt(&s2, &b2, &lane2, &tx, delivery).await;
+                drop(permit);
+                lane2.notify.notify_one();
+            });
+        }
+        if scan {
+            if let Err(e) = scan_outbox(&s, &lane, &name).await {
+                tracing::error!(action = %name, error = %e, "cannot read the outbox; retrying in 1s");
+                scan_after = Instant::now() + Duration::from_secs(1);
+            }
+            if !lane.lock().ready.is_empty() && sem.available_permits() > 0 {
+                continue;
+            }
+        }
+        // Sleep until there is work, a retry is due (at most a second), or stop.
+        let wait = {
+            let st = lane.lock();
+            let free = sem.available_permits() > 0;
+            if free && (!st.ready.is_empty() || (st.spilled && Instant::now() >= scan_after)) {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(st.wake_at.saturating_sub(s.now()).clamp(1, 1000))
+            }
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = lane.notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+    // Let in-flight sends finish (the caller bounds this with the shutdown deadline).
+    while inflight.join_next().await.is_some() {}
+}
+
+/// Reads due deliveries from the outbox into the lane, under the lane's lock, so a delivery
+/// handed over meanwhile is not read twice, and one finished meanwhile is not read back.
+async fn scan_outbox(s: &Arc<Shared>, lane: &Arc<Lane>, name: &str) -> Result<(), String> {
+    let (s2, lane2, n) = (s.clone(), lane.clone(), name.to_string());
+    let res = tokio::task::spawn_blocking(move || {
+        let mut st = lane2.lock();
+        let room = s2.limits.lane_max.saturating_sub(st.ready.len());
+        let scan = s2.store.due_scan(&n, s2.now(), room, &st.known)?;
+        let (found, next) = (scan.due, scan.next_at);
+        st.scanned = scan.seen;
+        let more = found.len() >= room;
+        for dl in found {
+            st.known.insert(dl.id.clone());
+            st.bytes += delivery_bytes(&dl);
+            st.ready.push_back(dl);
+        }
+        st.spilled = more;
+        st.wake_at = next.unwrap_or(u64::MAX);
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await;
+    match res {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("outbox read panicked: {e}")),
+    }
+}
+
+/// The content of a delivery whose template had failed, rendered again now (a replay after
+/// the template was fixed). An error is permanent until the template changes.
+fn render_again(s: &Shared, d: &Delivery, how: &Unrendered) -> Result<Rendered, ActionError> {
+    let fail = |e: String| ActionError::permanent(format!("template still fails: {e}"));
+    let route = s
+        .app
+        .route(&d.route)
+        .ok_or_else(|| fail(format!("route {} is not configured any more", d.route)))?;
+    match how {
+        Unrendered::Event => {
+            let body = s
+                .store
+                .event_body(&d.event_id)
+                .map_err(|e| ActionError::transient(e.to_string()))?
+                .ok_or_else(|| fail(format!("the body of event {} is gone", d.event_id)))?;
+            plan::render_body(route, &s.app.aqua_server, &body).map_err(fail)
+        }
+        Unrendered::Aggregation { items } => plan::render_aggregate(route, items).map_err(fail),
+    }
+}
+
+/// One attempt of one delivery, and what follows from it.
+async fn attempt(
+    s: &Shared,
+    built: &BuiltAction,
+    lane: &Lane,
+    outcomes: &mpsc::UnboundedSender<OutcomeRequest>,
+    mut delivery: Delivery,
+) {
+    delivery.attempts += 1;
+    let start = Instant::now();
+    let rendered = match delivery.unrendered.clone() {
+        Some(how) => render_again(s, &delivery, &how).map(|c| {
+            delivery.content = c;
+            delivery.unrendered = None;
+        }),
+        None => Ok(()),
+    };
+    let res = match rendered {
+        // A panicking action is a failed attempt like any other: retried, then dead.
+        Ok(()) => AssertUnwindSafe(built.action.send(&delivery.message()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| {
+                Err(ActionError::transient(format!(
+                    "the action panicked: {}",
+                    panic_text(&p)
+                )))
+            }),
+        Err(e) => Err(e),
+    };
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    let now = s.now();
+    let outcome = match &res {
+        Ok(()) => Outcome::Delivered,
+        Err(e) => {
+            let failure = Failure {
+                attempts: delivery.attempts,
+                created_at_ms: delivery.created_at_ms,
+                transient: e.is_transient(),
+                retry_after: match e {
+                    ActionError::Transient { retry_after, .. } => *retry_after,
+                    ActionError::Permanent { .. } => None,
+                },
+            };
+            match retry::decide(&built.retry, failure, now, rand::random::<f64>()) {
+                RetryDecision::RetryAt(next_at) => Outcome::Retry {
+                    next_at,
+                    error: e.to_string(),
+                },
+                RetryDecision::Dead => Outcome::Dead {
+                    error: e.to_string(),
+                },
+            }
+        }
+    };
+    let next = match outcome {
+        Outcome::Retry { .. } => None,
+        _ => next_in_chain(&delivery, now),
+    };
+    let retry_at = match &outcome {
+        Outcome::Retry { next_at, .. } => Some(*next_at),
+        _ => None,
+    };
+    let (reply, rx) = oneshot::channel();
+    let commit = OutcomeCommit {
+        delivery: delivery.clone(),
+        outcome: outcome.clone(),
+        next: next.clone(),
+    };
+    let recorded = match outcomes.send(OutcomeRequest { commit, reply }) {
+        Ok(()) => rx
+            .await
+            .unwrap_or_else(|_| Err("the outcome writer stopped".into())),
+        Err(_) => Err("the outcome writer stopped".into()),
+    };
+    {
+        let mut st = lane.lock();
+        st.known.remove(&delivery.id);
+        match (&recorded, retry_at) {
+            // The delivery stays due in the outbox, so it is sent again (at least once).
+            (Err(_), _) => st.wake_at = st.wake_at.min(s.now() + 1000),
+            (Ok(_), Some(at)) => st.wake_at = st.wake_at.min(at),
+            _ => {}
+        }
+    }
+    let seq = match recorded {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(route = %delivery.route, action = %built.action.name(), event_id = %delivery.event_id, error = %e, "cannot record a delivery outcome");
+            return;
+        }
+    };
+    if let Some(next) = next {
+        s.hand_over([next], seq);
+    }
+    log_outcome(built, &delivery, &outcome, &res, elapsed_ms, now);
+}
+
+/// One structured line per delivery outcome.
+fn log_outcome(
+    built: &BuiltAction,
+    d: &Delivery,
+    outcome: &Outcome,
+    res: &Result<(), ActionError>,
+    elapsed_ms: u64,
+    now: u64,
+) {
+    let a = built.action.as_ref();
+    let transient = res.as_ref().err().is_some_and(ActionError::is_transient);
+    match outcome {
+        Outcome::Delivered => tracing::info!(
+            route = %d.route, action = %a.name(), kind = a.kind(), event_id = %d.event_id,
+            attempt = d.attempts, outcome = "delivered", elapsed_ms, "delivery"
+        ),
+        Outcome::Retry { next_at, error } => tracing::warn!(
+            route = %d.route, action = %a.name(), kind = a.kind(), event_id = %d.event_id,
+            attempt = d.attempts, outcome = "retrying", transient, elapsed_ms,
+            retry_in_ms = next_at.saturating_sub(now), error = %error, "delivery"
+        ),
+        Outcome::Dead { error } => tracing::warn!(
+            route = %d.route, action = %a.name(), kind = a.kind(), event_id = %d.event_id,
+            attempt = d.attempts, outcome = "dead", transient, elapsed_ms, error = %error,
+            "delivery; moved to dead letters"
+        ),
+    }
+}

@@ -1,0 +1,169 @@
+//! The plan of one event: for each route, whether its condition matched, the dedup key it
+//! would hold, and the message its template rendered. Planning reads only the event and the
+//! config; what the plan leads to is decided in [`super::decide`].
+
+use std::sync::Arc;
+
+use regorus::Value;
+
+use super::Condition;
+use super::dedup::dedup_key;
+use crate::event::JournalEntry;
+use crate::message::Rendered;
+use crate::templates::Template;
+
+/// How a route aggregates (spec §4.7–4.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `aggregate-message-number`: send every N messages.
+    Count(usize),
+    /// `aggregate-message-timeout`: send what gathered when the window (ms) ends.
+    Window(u64),
+}
+
+/// One runnable route.
+pub struct Route {
+    pub name: String,
+    pub condition: Condition,
+    pub template: Arc<Template>,
+    /// Names of the route's enabled actions, in list order.
+    pub actions: Vec<String>,
+    pub serialize: bool,
+    /// `unique-message-props` and `unique-message-timeout` (seconds, 0: forever).
+    pub dedup_props: Vec<String>,
+    pub dedup_ttl: u64,
+    /// Aggregation plugins, with the template's aggregation package.
+    pub aggregate: Option<(Aggregate, Arc<Template>)>,
+}
+
+/// What a route made of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    NoMatch,
+    /// The condition could not be evaluated (e.g. its time limit): nothing is sent, and the
+    /// event's history says why.
+    ConditionFailed(String),
+    /// The route matched and its template failed: each action gets a dead letter with the
+    /// error, replayable once the template is fixed.
+    RenderFailed(String),
+    Rendered(Rendered),
+}
+
+/// What one route makes of one event.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub route: String,
+    pub verdict: Verdict,
+    pub actions: Vec<String>,
+    /// `serialize-actions`: deliver to one action after the other, in list order.
+    pub serialize: bool,
+    /// Dedup key (already scoped to the route) and its time to live in seconds (0: forever).
+    pub dedup: Option<(String, u64)>,
+    /// Queue the content for aggregation instead of sending it now.
+    pub aggregate: Option<Aggregate>,
+}
+
+/// What every route makes of one event, or why planning it failed.
+#[derive(Debug, Clone)]
+pub struct EventPlan {
+    pub id: String,
+    pub entry: JournalEntry,
+    pub routes: Vec<RoutePlan>,
+    /// Planning failed as a whole (a panic): the event is recorded with this error.
+    pub failure: Option<String>,
+}
+
+impl EventPlan {
+    /// The plan of an event whose planning failed.
+    pub fn failed(id: String, entry: JournalEntry, error: String) -> EventPlan {
+        EventPlan {
+            id,
+            entry,
+            routes: Vec::new(),
+            failure: Some(error),
+        }
+    }
+}
+
+/// Plans one journaled event over every route (or its tenant route).
+pub fn plan_event(
+    routes: &[Arc<Route>],
+    aqua_server: &str,
+    id: &str,
+    entry: &JournalEntry,
+    input: &Value,
+) -> EventPlan {
+    let routes = routes
+        .iter()
+        .filter(|r| entry.route.as_deref().is_none_or(|only| only == r.name))
+        .filter(|r| !r.actions.is_empty())
+        .map(|r| plan_route(r, aqua_server, id, input))
+        .collect();
+    EventPlan {
+        id: id.to_string(),
+        entry: entry.clone(),
+        routes,
+        failure: None,
+    }
+}
+
+/// What one route makes of an event: condition, dedup key, rendering.
+pub fn plan_route(route: &Route, aqua_server: &str, event_id: &str, input: &Value) -> RoutePlan {
+    let mut plan = RoutePlan {
+        route: route.name.clone(),
+        verdict: Verdict::NoMatch,
+        actions: route.actions.clone(),
+        serialize: route.serialize,
+        dedup: None,
+        aggregate: route.aggregate.as_ref().map(|(m, _)| *m),
+    };
+    match route.condition.matches(input) {
+        Ok(true) => {}
+        Ok(false) => return plan,
+        Err(e) => {
+            tracing::warn!(route = %route.name, event_id, error = %e, "route condition failed; nothing sent on this route");
+            plan.verdict = Verdict::ConditionFailed(format!("condition failed: {e}"));
+            return plan;
+        }
+    }
+    if !route.dedup_props.is_empty() {
+        let json = serde_json::to_value(input).unwrap_or_default();
+        let key = dedup_key(&json, &route.dedup_props);
+        if key.is_empty() {
+            // Postee drops such an event (empty key); sending it is the safer choice.
+            tracing::warn!(route = %route.name, event_id, "unique-message-props found no value in the event; sent without dedup");
+        } else {
+            plan.dedup = Some((format!("{}\u{0}{key}", route.name), route.dedup_ttl));
+        }
+    }
+    plan.verdict = match route.template.render(input, aqua_server) {
+        Ok(content) => Verdict::Rendered(content),
+        Err(e) => {
+            tracing::warn!(route = %route.name, event_id, template = %route.template.name, error = %e, "template failed; dead letters for this route's actions");
+            Verdict::RenderFailed(e.to_string())
+        }
+    };
+    plan
+}
+
+/// Renders a route's aggregation batch with its aggregation package. The input is the
+/// array of items Postee builds (spec §4.9), newest first, without Postee's leading `null`s.
+pub fn render_aggregate(route: &Route, items: &[Rendered]) -> Result<Rendered, String> {
+    let Some((_, template)) = route.aggregate.as_ref() else {
+        return Err(format!(
+            "route {} does not aggregate (any more)",
+            route.name
+        ));
+    };
+    template.aggregate(items).map_err(|e| e.to_string())
+}
+
+/// Renders an event's body again with its route's template (the replay of a delivery whose
+/// template had failed).
+pub fn render_body(route: &Route, aqua_server: &str, body: &str) -> Result<Rendered, String> {
+    let input = crate::event::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+    route
+        .template
+        .render(&input, aqua_server)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,13 @@
+//! The integration tests, as one test binary (the harness in `common` compiles once): the real
+//! `postee` binary on free loopback ports, real local servers (HTTP sinks, SMTP), fixtures and
+//! goldens.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The tests signal the processes they start (libc::kill: no pointers, no memory effects).
+#![allow(unsafe_code)]
+
+mod common;
+
+mod actions_messaging;
+mod cli;
+mod durability;
+mod e2e;
