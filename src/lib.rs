@@ -4,20 +4,20 @@
 //! map.
 
 pub mod actions;
-pub mod app;
-pub mod bundle;
+pub(crate) mod app;
+pub(crate) mod bundle;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod event;
-pub mod intake;
+pub(crate) mod intake;
 pub mod message;
-pub mod pipeline;
-pub mod rego;
+pub(crate) mod pipeline;
+pub(crate) mod rego;
 pub mod routing;
 pub mod store;
 pub mod templates;
-pub mod tls;
+pub(crate) mod tls;
 
 /// Installs the process-wide TLS crypto provider (ring). Call once at start.
 pub fn install_crypto_provider() {

@@ -317,6 +317,7 @@ impl Pipeline {
         self.shared.full.load(Ordering::SeqCst)
     }
 
+    #[cfg(test)]
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }

@@ -5,7 +5,7 @@
 use regorus::Value;
 
 /// Compact Go-JSON (`json.Marshal` + `json.Compact`).
-pub fn go_json(v: &Value) -> anyhow::Result<String> {
+pub fn go_json(v: &Value) -> Result<String, serde_json::Error> {
     let j = serde_json::to_value(v)?;
     let mut out = String::new();
     write(&j, None, 0, &mut out);
@@ -13,18 +13,11 @@ pub fn go_json(v: &Value) -> anyhow::Result<String> {
 }
 
 /// Indented Go-JSON with a one-space indent (`json.MarshalIndent(v, "", " ")`).
-pub fn go_json_indent(v: &Value) -> anyhow::Result<String> {
+pub fn go_json_indent(v: &Value) -> Result<String, serde_json::Error> {
     let j = serde_json::to_value(v)?;
     let mut out = String::new();
     write(&j, Some(" "), 0, &mut out);
     Ok(out)
-}
-
-/// Compact Go-JSON of a serde_json value.
-pub fn go_json_serde(v: &serde_json::Value) -> String {
-    let mut out = String::new();
-    write(v, None, 0, &mut out);
-    out
 }
 
 fn newline(indent: Option<&str>, level: usize, out: &mut String) {

@@ -20,6 +20,23 @@ pub const CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(64) {
     None => panic!("64 is not zero"),
 };
 
+/// A failure inside regorus (which reports errors as `anyhow`; they stop at this module's
+/// edge, as their message). The extension closures below keep `anyhow`: regorus' extension
+/// API requires it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RegoError(String);
+
+impl RegoError {
+    pub fn new(message: impl Into<String>) -> Self {
+        RegoError(message.into())
+    }
+
+    pub fn from_any(e: impl std::fmt::Display) -> Self {
+        RegoError(format!("{e:#}"))
+    }
+}
+
 pub const CONDITION_TIME_LIMIT: Duration = Duration::from_secs(1);
 /// Time limit for one template evaluation (a 300-vulnerability scan takes ~30 ms).
 pub const TEMPLATE_TIME_LIMIT: Duration = Duration::from_secs(10);

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::program::Program;
 use regorus::rvm::vm::{ExecutionMode, ExecutionState, RegoVM, SuspendReason};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
-use super::{TEMPLATE_TIME_LIMIT, go_json_indent};
+use super::{RegoError, TEMPLATE_TIME_LIMIT, go_json_indent};
 
 /// Builtins the VM hands back to us (host-await), with their arity.
 const HOST_BUILTINS: &[(&str, usize)] = &[("jsonformat", 1)];
@@ -30,16 +29,23 @@ pub struct VmTemplate {
 impl VmTemplate {
     /// Compiles `fields` of `package` from a prepared engine. Errors mean "use the
     /// interpreter" (for example a builtin the VM does not know).
-    pub fn compile(engine: &Engine, package: &str, fields: &[&str]) -> anyhow::Result<VmTemplate> {
+    pub fn compile(
+        engine: &Engine,
+        package: &str,
+        fields: &[&str],
+    ) -> Result<VmTemplate, RegoError> {
         let eps: Vec<String> = fields
             .iter()
             .map(|f| format!("data.{package}.{f}"))
             .collect();
-        let first = eps.first().ok_or_else(|| anyhow!("no fields"))?;
+        let first = eps.first().ok_or_else(|| RegoError::new("no fields"))?;
         let mut e = engine.clone();
-        let policy = e.compile_with_entrypoint(&regorus::Rc::from(first.as_str()))?;
+        let policy = e
+            .compile_with_entrypoint(&regorus::Rc::from(first.as_str()))
+            .map_err(RegoError::from_any)?;
         let refs: Vec<&str> = eps.iter().map(String::as_str).collect();
-        let program = Compiler::compile_from_policy_with_host_await(&policy, &refs, HOST_BUILTINS)?;
+        let program = Compiler::compile_from_policy_with_host_await(&policy, &refs, HOST_BUILTINS)
+            .map_err(RegoError::from_any)?;
         Ok(VmTemplate {
             program,
             fields: fields.iter().map(|f| f.to_string()).zip(eps).collect(),
@@ -48,7 +54,7 @@ impl VmTemplate {
 
     /// Evaluates every field; the result is the object the interpreter's `data.<pkg>` query
     /// would give for these fields (undefined fields absent).
-    pub fn eval(&self, input: &Value) -> anyhow::Result<Value> {
+    pub fn eval(&self, input: &Value) -> Result<Value, RegoError> {
         let mut obj = Value::new_object();
         for (field, ep) in &self.fields {
             // A fresh VM per entry point: reusing one across entry points can leak the
@@ -62,7 +68,9 @@ impl VmTemplate {
             vm.load_program(self.program.clone());
             vm.set_execution_mode(ExecutionMode::Suspendable);
             vm.set_input(input.clone());
-            let mut v = vm.execute_entry_point_by_name(ep)?;
+            let mut v = vm
+                .execute_entry_point_by_name(ep)
+                .map_err(RegoError::from_any)?;
             // Serve host-await calls (jsonformat) until the entry point completes.
             for _ in 0..100_000 {
                 let ExecutionState::Suspended { reason, .. } = vm.execution_state().clone() else {
@@ -74,13 +82,15 @@ impl VmTemplate {
                     ..
                 } = reason
                 else {
-                    bail!("VM suspended unexpectedly: {reason:?}");
+                    return Err(RegoError::new(format!(
+                        "VM suspended unexpectedly: {reason:?}"
+                    )));
                 };
                 let out = host_call(&identifier, &argument)?;
-                v = vm.resume(Some(out))?;
+                v = vm.resume(Some(out)).map_err(RegoError::from_any)?;
             }
             if let ExecutionState::Suspended { .. } = vm.execution_state() {
-                bail!("VM did not complete {ep}");
+                return Err(RegoError::new(format!("VM did not complete {ep}")));
             }
             if v != Value::Undefined
                 && let Ok(o) = obj.as_object_mut()
@@ -92,7 +102,7 @@ impl VmTemplate {
     }
 }
 
-fn host_call(identifier: &Value, argument: &Value) -> anyhow::Result<Value> {
+fn host_call(identifier: &Value, argument: &Value) -> Result<Value, RegoError> {
     let name = identifier
         .as_string()
         .map(|s| s.to_string())
@@ -105,11 +115,13 @@ fn host_call(identifier: &Value, argument: &Value) -> anyhow::Result<Value> {
     match name.as_str() {
         "jsonformat" => {
             if arg.as_object().is_err() {
-                bail!("jsonformat: operand 1 must be object");
+                return Err(RegoError::new("jsonformat: operand 1 must be object"));
             }
-            Ok(Value::from(go_json_indent(&arg)?))
+            Ok(Value::from(
+                go_json_indent(&arg).map_err(RegoError::from_any)?,
+            ))
         }
-        other => bail!("unknown host builtin {other}"),
+        other => Err(RegoError::new(format!("unknown host builtin {other}"))),
     }
 }
 
@@ -149,10 +161,13 @@ impl VmCondition {
     pub const ENTRY: &'static str = "data.postee.allow";
 
     /// Errors (for example a shimmed OPA builtin the VM does not know) mean "interpreter".
-    pub fn compile(engine: &Engine) -> anyhow::Result<VmCondition> {
+    pub fn compile(engine: &Engine) -> Result<VmCondition, RegoError> {
         let mut e = engine.clone();
-        let policy = e.compile_with_entrypoint(&regorus::Rc::from(Self::ENTRY))?;
-        let program = Compiler::compile_from_policy(&policy, &[Self::ENTRY])?;
+        let policy = e
+            .compile_with_entrypoint(&regorus::Rc::from(Self::ENTRY))
+            .map_err(RegoError::from_any)?;
+        let program =
+            Compiler::compile_from_policy(&policy, &[Self::ENTRY]).map_err(RegoError::from_any)?;
         Ok(VmCondition {
             program,
             slots: (0..slot_count())
@@ -175,7 +190,7 @@ impl VmCondition {
     }
 
     /// Whether `allow` is exactly `true` for this input.
-    pub fn allow(&self, input: &Value) -> anyhow::Result<bool> {
+    pub fn allow(&self, input: &Value) -> Result<bool, RegoError> {
         let first = thread_slot();
         // This thread's slot, else the next free one; a slot stays locked while its VM runs.
         let slot = (0..self.slots.len())
@@ -184,10 +199,11 @@ impl VmCondition {
             Some(mut slot) => run(slot.get_or_insert_with(|| self.new_vm()), input),
             None => run(&mut self.new_vm(), input),
         };
-        Ok(res? == Value::Bool(true))
+        Ok(res.map_err(RegoError::from_any)? == Value::Bool(true))
     }
 
-    /// Warm VMs kept (for tests).
+    /// Warm VMs kept.
+    #[cfg(test)]
     pub fn warm_vms(&self) -> usize {
         self.slots
             .iter()
