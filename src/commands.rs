@@ -16,7 +16,7 @@ use crate::templates::{Registry, Rendered};
 /// every problem. Exit status 1 on any error (or any warning with `--strict`).
 pub async fn check(args: CheckArgs) -> i32 {
     let path = cfgfile_for_subcommand(args.cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
+    let (cfg, mut problems) = crate::actions::load_config(&path);
     let app = match &cfg {
         Some(c) => app::build(c, &Paths::from_env(), args.strict, &mut problems).await,
         None => None,
@@ -200,7 +200,7 @@ async fn render_inner(args: RenderArgs) -> Result<serde_json::Value, String> {
 /// Loads a config (it must load without errors; warnings go to standard error).
 async fn load_app(cfgfile: Option<PathBuf>) -> Result<app::App, String> {
     let path = cfgfile_for_subcommand(cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
+    let (cfg, mut problems) = crate::actions::load_config(&path);
     let app = match &cfg {
         Some(c) => app::build(c, &Paths::from_env(), false, &mut problems).await,
         None => None,
@@ -367,7 +367,7 @@ pub fn dlq(args: DlqArgs) -> i32 {
             }
             // Refuse to queue deliveries for actions the config no longer has.
             let cfg_path = cfgfile_for_subcommand(args.cfgfile);
-            let known: Option<Vec<String>> = match config::load_file(&cfg_path) {
+            let known: Option<Vec<String>> = match crate::actions::load_config(&cfg_path) {
                 (Some(c), _) => Some(
                     c.actions
                         .iter()

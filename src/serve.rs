@@ -113,7 +113,7 @@ pub async fn run(args: ServeArgs) -> i32 {
     let http_addr = env_override(&args.url, "AQUAALERT_URL", "POSTEE_HTTP");
     let tls_addr = env_override(&args.tls, "AQUAALERT_TLS", "POSTEE_HTTPS");
 
-    let (cfg, mut problems) = config::load_file(&cfg_path);
+    let (cfg, mut problems) = crate::actions::load_config(&cfg_path);
     let paths = Paths::from_env();
     let app = match &cfg {
         Some(cfg) => app::build(cfg, &paths, args.strict, &mut problems).await,

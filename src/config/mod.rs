@@ -5,8 +5,13 @@
 //! match case-insensitively, scalars coerce to strings, YAML 1.1 `yes/no` work as booleans,
 //! unknown keys become warnings naming the closest valid key, and *every* problem is reported
 //! at once with its place (`actions[my-slack].url`).
+//!
+//! The keys of each action type are declared by the action itself (`actions/<type>.rs`);
+//! the reader gets them as a [`Schema`] (`actions::schema()`), so this module does not depend
+//! on `actions`.
 
 pub mod duration;
+pub mod keys;
 pub mod problems;
 pub mod secret;
 
@@ -15,8 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use keys::{FieldValue, Fields, KeySpec, Kind, Schema};
 pub use problems::{Problem, Problems, Severity};
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 
 /// A whole config file, parsed and type-checked (references are checked by `app::build`).
 #[derive(Debug, Clone, Default)]
@@ -142,95 +148,6 @@ impl Default for RetryPolicy {
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const RETRY_KEYS: &[&str] = &["max-attempts", "max-age", "initial-delay", "max-delay"];
 
-/// How a key's value is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Str,
-    /// A string that Postee expands from `$VAR` (user names); printable.
-    Expand,
-    /// A secret: `$VAR`, `env:VAR`, `file:PATH` or literal; never printed.
-    Secret,
-    Bool,
-    Int,
-    StrList,
-    StrMap,
-    /// Map of header name to list of values (http `headers`).
-    StrListMap,
-    /// kubernetes `kube-actions: {labels: {...}, annotations: {...}}`.
-    KubeActions,
-}
-
-/// A type-checked value of one action key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
-    Str(String),
-    Secret(Secret),
-    Bool(bool),
-    Int(i64),
-    List(Vec<String>),
-    Map(BTreeMap<String, String>),
-    ListMap(BTreeMap<String, Vec<String>>),
-    Kube {
-        labels: BTreeMap<String, String>,
-        annotations: BTreeMap<String, String>,
-    },
-}
-
-/// The keys an action entry set (absent and null keys are not here).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(pub BTreeMap<String, FieldValue>);
-
-impl Fields {
-    pub fn str(&self, key: &str) -> Option<&str> {
-        match self.0.get(key) {
-            Some(FieldValue::Str(s)) => Some(s),
-            Some(FieldValue::Secret(s)) => Some(s.expose()),
-            _ => None,
-        }
-    }
-    /// A string key that is set and not blank.
-    pub fn non_empty(&self, key: &str) -> Option<&str> {
-        self.str(key).filter(|s| !s.trim().is_empty())
-    }
-    pub fn secret(&self, key: &str) -> Option<Secret> {
-        match self.0.get(key) {
-            Some(FieldValue::Secret(s)) => Some(s.clone()),
-            Some(FieldValue::Str(s)) => Some(Secret::new(s.clone())),
-            _ => None,
-        }
-    }
-    pub fn bool(&self, key: &str) -> Option<bool> {
-        match self.0.get(key) {
-            Some(FieldValue::Bool(b)) => Some(*b),
-            _ => None,
-        }
-    }
-    pub fn int(&self, key: &str) -> Option<i64> {
-        match self.0.get(key) {
-            Some(FieldValue::Int(i)) => Some(*i),
-            _ => None,
-        }
-    }
-    pub fn list(&self, key: &str) -> Vec<String> {
-        match self.0.get(key) {
-            Some(FieldValue::List(l)) => l.clone(),
-            _ => Vec::new(),
-        }
-    }
-    pub fn map(&self, key: &str) -> BTreeMap<String, String> {
-        match self.0.get(key) {
-            Some(FieldValue::Map(m)) => m.clone(),
-            _ => BTreeMap::new(),
-        }
-    }
-    pub fn list_map(&self, key: &str) -> BTreeMap<String, Vec<String>> {
-        match self.0.get(key) {
-            Some(FieldValue::ListMap(m)) => m.clone(),
-            _ => BTreeMap::new(),
-        }
-    }
-}
-
 /// Keys of the top-level section.
 pub const GENERAL_KEYS: &[&str] = &[
     "name",
@@ -274,187 +191,9 @@ pub const RULE_KEYS: &[&str] = &["name", "id"];
 pub const ACTION_COMMON_KEYS: &[&str] =
     &["name", "type", "enable", "runs-on", "retry", "concurrency"];
 
-/// Every action type Postee knows, with the keys it reads (spec §3.7) and their kinds.
-/// Ours, not Postee's: `timeout` of exec, slack, teams, splunk, email, opsgenie and pagerduty;
-/// `teams-format`; splunk `insecure-skip-verify`; email `smtp-tls` and `ca-file`; opsgenie and
-/// pagerduty `api-url` (see docs/actions.md).
-pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
-    ("stdout", &[]),
-    ("slack", &[("url", Kind::Secret), ("timeout", Kind::Str)]),
-    (
-        "teams",
-        &[
-            ("url", Kind::Secret),
-            ("teams-format", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    ("webhook", &[("url", Kind::Str), ("timeout", Kind::Str)]),
-    (
-        "splunk",
-        &[
-            ("url", Kind::Str),
-            ("token", Kind::Secret),
-            ("size-limit", Kind::Int),
-            ("tls-verify", Kind::Bool),
-            ("insecure-skip-verify", Kind::Bool),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "email",
-        &[
-            ("host", Kind::Str),
-            ("port", Kind::Int),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("sender", Kind::Str),
-            ("recipients", Kind::StrList),
-            ("client-host-name", Kind::Str),
-            ("use-mx", Kind::Bool),
-            ("smtp-tls", Kind::Str),
-            ("ca-file", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "jira",
-        &[
-            ("url", Kind::Str),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("token", Kind::Secret),
-            ("project-key", Kind::Str),
-            ("issuetype", Kind::Str),
-            ("priority", Kind::Str),
-            ("assignee", Kind::StrList),
-            ("labels", Kind::StrList),
-            ("fix-versions", Kind::StrList),
-            ("affects-versions", Kind::StrList),
-            ("unknowns", Kind::StrMap),
-            ("board", Kind::Str),
-            ("tls-verify", Kind::Bool),
-            ("sprint", Kind::Str),
-            ("summary", Kind::Str),
-        ],
-    ),
-    (
-        "servicenow",
-        &[
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("instance", Kind::Str),
-            ("board", Kind::Str),
-        ],
-    ),
-    (
-        "nexusiq",
-        &[
-            ("url", Kind::Str),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("organization-id", Kind::Str),
-        ],
-    ),
-    (
-        "dependencytrack",
-        &[
-            ("url", Kind::Str),
-            ("dependency-track-api-key", Kind::Secret),
-        ],
-    ),
-    (
-        "opsgenie",
-        &[
-            ("token", Kind::Secret),
-            ("user", Kind::Expand),
-            ("assignee", Kind::StrList),
-            ("recipients", Kind::StrList),
-            ("tags", Kind::StrList),
-            ("priority", Kind::Str),
-            ("alias", Kind::Str),
-            ("entity", Kind::Str),
-            ("api-url", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "pagerduty",
-        &[
-            ("pagerduty-auth-token", Kind::Secret),
-            ("pagerduty-routing-key", Kind::Secret),
-            ("api-url", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "exec",
-        &[
-            ("input-file", Kind::Str),
-            ("exec-script", Kind::Str),
-            ("env", Kind::StrList),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "http",
-        &[
-            ("url", Kind::Str),
-            ("method", Kind::Str),
-            ("headers", Kind::StrListMap),
-            ("timeout", Kind::Str),
-            ("body-file", Kind::Str),
-            ("body-content", Kind::Str),
-        ],
-    ),
-    (
-        "kubernetes",
-        &[
-            ("kube-namespace", Kind::Str),
-            ("kube-config-file", Kind::Str),
-            ("kube-label-selector", Kind::Str),
-            ("kube-actions", Kind::KubeActions),
-        ],
-    ),
-    (
-        "docker",
-        &[
-            ("docker-image-name", Kind::Str),
-            ("docker-cmd", Kind::StrList),
-            ("docker-env", Kind::StrList),
-            ("docker-network", Kind::Str),
-            ("docker-volume-mounts", Kind::StrMap),
-        ],
-    ),
-    ("awssecurityhub", &[]),
-];
-
-pub fn action_type_names() -> Vec<&'static str> {
-    ACTION_TYPES.iter().map(|(n, _)| *n).collect()
-}
-
-fn action_schema(kind: &str) -> Option<&'static [(&'static str, Kind)]> {
-    ACTION_TYPES
-        .iter()
-        .find(|(n, _)| *n == kind)
-        .map(|(_, k)| *k)
-}
-
-/// Every key any action type reads, to tell "typo" from "key of another type".
-fn all_action_keys() -> Vec<&'static str> {
-    let mut keys: Vec<&str> = ACTION_COMMON_KEYS.to_vec();
-    for (_, fields) in ACTION_TYPES {
-        for (k, _) in *fields {
-            if !keys.contains(k) {
-                keys.push(k);
-            }
-        }
-    }
-    keys
-}
-
-/// Reads and parses a config file. `None` when the file cannot be read or is not YAML.
-pub fn load_file(path: &Path) -> (Option<Config>, Problems) {
+/// Reads and parses a config file, actions against `schema`. `None` when the file cannot be
+/// read or is not YAML.
+pub fn load_file(path: &Path, schema: &Schema) -> (Option<Config>, Problems) {
     let mut problems = Problems::default();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -466,16 +205,16 @@ pub fn load_file(path: &Path) -> (Option<Config>, Problems) {
             return (None, problems);
         }
     };
-    let mut cfg = parse(&text, &mut problems);
+    let mut cfg = parse(&text, schema, &mut problems);
     if let Some(c) = cfg.as_mut() {
         c.source = Some(path.to_path_buf());
     }
     (cfg, problems)
 }
 
-/// Parses config text. Type errors and unknown keys go to `problems`; `None` only when the
-/// text is not a YAML mapping at all.
-pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
+/// Parses config text, actions against `schema` (their types and declared keys). Type errors
+/// and unknown keys go to `problems`; `None` only when the text is not a YAML mapping at all.
+pub fn parse(text: &str, schema: &Schema, problems: &mut Problems) -> Option<Config> {
     if text.contains("- type: common") {
         problems.warn(
             "",
@@ -504,7 +243,7 @@ pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
             return None;
         }
     };
-    let mut r = Reader { problems };
+    let mut r = Reader { problems, schema };
     let top = r.keys(&top, GENERAL_KEYS, "", "the top level");
     let mut cfg = Config {
         aqua_server: r
@@ -636,6 +375,7 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 struct Reader<'p> {
     problems: &'p mut Problems,
+    schema: &'p Schema,
 }
 
 impl Reader<'_> {
@@ -978,8 +718,8 @@ impl Reader<'_> {
                 DEFAULT_CONCURRENCY
             }
         };
-        let Some(schema) = action_schema(&kind) else {
-            let types = action_type_names();
+        let Some(specs) = self.schema.keys(&kind) else {
+            let types = self.schema.type_names();
             let hint = match problems::closest(&kind, &types) {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => format!("; valid types: {}", types.join(", ")),
@@ -997,8 +737,8 @@ impl Reader<'_> {
             }
             return None;
         };
-        let own: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
-        let all = all_action_keys();
+        let own: Vec<&str> = specs.iter().map(|k| k.name).collect();
+        let all = self.schema.all_keys();
         let mut m = Map::new();
         for (k, v) in &rest {
             let lk = k.to_ascii_lowercase();
@@ -1015,9 +755,10 @@ impl Reader<'_> {
                 self.unknown_key(&path, k, &candidates, &format!("a `{kind}` action"));
             }
         }
-        let mut fields = Fields::default();
-        for (key, kind_of) in schema {
-            let value = match kind_of {
+        let mut fields = Fields::new(specs);
+        for spec in specs {
+            let key = spec.name;
+            let value = match spec.kind {
                 Kind::Str => self.string(&m, key, &path).map(FieldValue::Str),
                 Kind::Expand | Kind::Secret => self.string(&m, key, &path).map(|raw| {
                     let (secret, err) = secret::resolve(&raw);
@@ -1030,7 +771,7 @@ impl Reader<'_> {
                             _ => self.problems.error(p, err.to_string()),
                         }
                     }
-                    if *kind_of == Kind::Expand {
+                    if spec.kind == Kind::Expand {
                         FieldValue::Str(secret.expose().to_string())
                     } else {
                         FieldValue::Secret(secret)
@@ -1044,7 +785,7 @@ impl Reader<'_> {
                 Kind::KubeActions => self.kube_actions(&m, key, &path),
             };
             if let Some(v) = value {
-                fields.0.insert(key.to_string(), v);
+                fields.set(key, v);
             }
         }
         Some(ActionConfig {
@@ -1146,6 +887,32 @@ fn describe(v: &Value) -> String {
 mod tests {
     use super::*;
 
+    /// A few action types, declared here so the reader is tested on its own (the real
+    /// declarations live with the actions).
+    const URL_TIMEOUT: &[KeySpec] = &[
+        KeySpec::known("url", Kind::Str),
+        KeySpec::known("timeout", Kind::Str),
+    ];
+    const SLACK: &[KeySpec] = &[KeySpec::known("url", Kind::Secret)];
+    const EMAIL: &[KeySpec] = &[
+        KeySpec::known("port", Kind::Int),
+        KeySpec::known("recipients", Kind::StrList),
+        KeySpec::known("password", Kind::Secret),
+    ];
+
+    fn schema() -> Schema {
+        Schema::new([
+            ("stdout", &[][..]),
+            ("webhook", URL_TIMEOUT),
+            ("slack", SLACK),
+            ("email", EMAIL),
+        ])
+    }
+
+    fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
+        super::parse(text, &schema(), problems)
+    }
+
     fn parse_ok(text: &str) -> (Config, Problems) {
         let mut p = Problems::default();
         let c = parse(text, &mut p).expect("parses");
@@ -1164,6 +931,24 @@ mod tests {
         assert!(a.enable);
         assert_eq!(a.fields.str("url"), Some("http://x"));
         assert_eq!(a.fields.str("timeout"), Some("10"));
+    }
+
+    #[test]
+    fn secret_keys_are_resolved_and_kept_wrapped() {
+        let (c, p) = parse_ok(
+            "actions:\n- name: s\n  type: slack\n  url: https://hooks.example/T0/key-1\n- name: e\n  type: email\n  password: env:POSTEE_TEST_NEVER_SET\n",
+        );
+        let s = &c.actions[0].fields;
+        assert_eq!(
+            s.secret("url").map(Secret::expose),
+            Some("https://hooks.example/T0/key-1")
+        );
+        assert!(!format!("{:?}", c.actions).contains("key-1"));
+        let e: Vec<String> = p.errors().map(|e| e.to_string()).collect();
+        assert_eq!(
+            e,
+            ["error: actions[e].password: environment variable POSTEE_TEST_NEVER_SET is not set"]
+        );
     }
 
     #[test]
