@@ -112,6 +112,17 @@ pub struct ActionType {
     pub build: Option<BuildFn>,
 }
 
+impl ActionType {
+    /// A type Postee has and postee does not support yet: its keys only.
+    const fn not_yet(name: &'static str, keys: &'static [KeySpec]) -> ActionType {
+        ActionType {
+            name,
+            keys,
+            build: None,
+        }
+    }
+}
+
 /// Every type Postee knows. Adding an action: its file (keys, config, validate, build,
 /// `Action`), one row here, its section in docs/actions.md, an example and tests.
 pub static REGISTRY: &[ActionType] = &[
@@ -165,41 +176,13 @@ pub static REGISTRY: &[ActionType] = &[
         keys: splunk::KEYS,
         build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
     },
-    ActionType {
-        name: "jira",
-        keys: pending::JIRA,
-        build: None,
-    },
-    ActionType {
-        name: "servicenow",
-        keys: pending::SERVICENOW,
-        build: None,
-    },
-    ActionType {
-        name: "nexusiq",
-        keys: pending::NEXUSIQ,
-        build: None,
-    },
-    ActionType {
-        name: "dependencytrack",
-        keys: pending::DEPENDENCYTRACK,
-        build: None,
-    },
-    ActionType {
-        name: "kubernetes",
-        keys: pending::KUBERNETES,
-        build: None,
-    },
-    ActionType {
-        name: "docker",
-        keys: pending::DOCKER,
-        build: None,
-    },
-    ActionType {
-        name: "awssecurityhub",
-        keys: pending::AWSSECURITYHUB,
-        build: None,
-    },
+    ActionType::not_yet("jira", pending::JIRA),
+    ActionType::not_yet("servicenow", pending::SERVICENOW),
+    ActionType::not_yet("nexusiq", pending::NEXUSIQ),
+    ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
+    ActionType::not_yet("kubernetes", pending::KUBERNETES),
+    ActionType::not_yet("docker", pending::DOCKER),
+    ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
 ];
 
 /// A type's own `build(name, XConfig, ctx)`: an error only for what the keys could not tell
