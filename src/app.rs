@@ -131,7 +131,7 @@ fn build_actions(
     let mut built: BTreeMap<String, BuiltAction> = BTreeMap::new();
     for a in &cfg.actions {
         let path = format!("actions[{}]", a.name);
-        let implemented = actions::IMPLEMENTED.contains(&a.kind.as_str());
+        let implemented = actions::is_implemented(&a.kind);
         if !a.enable {
             if !implemented {
                 problems.warn(

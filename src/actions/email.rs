@@ -40,13 +40,80 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncTransport, Tokio1Executor};
 use serde_json::{Value, json};
 
-use super::{Action, ActionError, DEFAULT_SEND_TIMEOUT, Message, timeout_key};
-use crate::config::{ActionConfig, Problems, Secret};
+use super::{Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated};
+use crate::config::{Fields, KeySpec, Kind, Secret};
 
 /// The recipient placeholder replaced by the event's owners.
 pub const OWNER_PLACEHOLDER: &str = "<%application_scope_owner%>";
 /// Deliveries whose MX progress is remembered at most.
 const MAX_REMEMBERED: usize = 10_000;
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    // Required, but not with `use-mx` (the docs' default says so).
+    KeySpec {
+        required: true,
+        ..KeySpec::optional(
+            "host",
+            Kind::Str,
+            "required unless `use-mx`",
+            "SMTP server (name or IP).",
+        )
+    },
+    KeySpec::optional(
+        "port",
+        Kind::Int,
+        "`25`; `465` with `smtp-tls: implicit`",
+        "SMTP port.",
+    ),
+    KeySpec::optional(
+        "user",
+        Kind::Expand,
+        "none",
+        "SMTP AUTH user name (PLAIN or LOGIN) when `password` is set too.",
+    ),
+    KeySpec::optional(
+        "password",
+        Kind::Secret,
+        "none",
+        "SMTP AUTH password, a secret.",
+    ),
+    KeySpec::optional(
+        "sender",
+        Kind::Str,
+        "`user`",
+        "The `From` and envelope sender; must be an email address (checked at load).",
+    ),
+    KeySpec::required(
+        "recipients",
+        Kind::StrList,
+        "Email addresses (checked at load).",
+    ),
+    KeySpec::optional(
+        "client-host-name",
+        Kind::Str,
+        "this machine's host name",
+        "The name sent in `EHLO`.",
+    ),
+    KeySpec::optional(
+        "use-mx",
+        Kind::Bool,
+        "`false`",
+        "Deliver straight to each recipient domain's MX hosts (below).",
+    ),
+    KeySpec::optional("smtp-tls", Kind::Str, "`opportunistic`", "How TLS is used."),
+    KeySpec::optional(
+        "ca-file",
+        Kind::Str,
+        "none",
+        "A PEM CA certificate trusted in addition to the system's roots (a private mail server).",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit per SMTP operation and per server, a Go duration.",
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
@@ -104,6 +171,171 @@ impl MxResolver for SystemResolver {
     }
 }
 
+/// A valid email action.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// `ca-file`'s PEM, read at load.
+    pub ca: Option<Vec<u8>>,
+    pub credentials: Option<(String, Secret)>,
+    pub sender: Mailbox,
+    pub recipients: Vec<String>,
+    pub hello: Option<String>,
+    pub use_mx: bool,
+    pub timeout: Duration,
+}
+
+/// Checks the keys. Reads the file system only for `ca-file` (a certificate is checked at
+/// load, not at the first send).
+pub fn validate(f: &Fields) -> Validated<EmailConfig> {
+    let mut c = Check::default();
+    let use_mx = f.bool("use-mx").unwrap_or(false);
+    let host = f.non_empty("host").map(|h| h.trim().to_string());
+    if host.is_none() && !use_mx {
+        c.error(
+            "host",
+            "missing: the SMTP server is required (or set use-mx: true)",
+        );
+    }
+    let tls = match f
+        .non_empty("smtp-tls")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None => {
+            if f.int("port") == Some(465) {
+                TlsMode::Implicit
+            } else {
+                TlsMode::Opportunistic
+            }
+        }
+        Some("opportunistic") => TlsMode::Opportunistic,
+        Some("starttls") => TlsMode::StartTls,
+        Some("implicit") | Some("smtps") => TlsMode::Implicit,
+        Some("none") => TlsMode::None,
+        Some(other) => {
+            c.error(
+                "smtp-tls",
+                format!("unknown value {other:?}: use opportunistic, starttls, implicit or none"),
+            );
+            TlsMode::Opportunistic
+        }
+    };
+    let port = match f.int("port") {
+        None | Some(0) => {
+            if tls == TlsMode::Implicit {
+                465
+            } else {
+                25
+            }
+        }
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => {
+            c.error("port", format!("{p} is not a TCP port"));
+            25
+        }
+    };
+    let ca = match f.non_empty("ca-file") {
+        None => None,
+        Some(file) => match std::fs::read(file) {
+            Ok(pem) => match Certificate::from_pem(&pem) {
+                Ok(_) => Some(pem),
+                Err(e) => {
+                    c.error("ca-file", format!("{file} is not a PEM certificate: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                c.error("ca-file", format!("cannot read {file}: {e}"));
+                None
+            }
+        },
+    };
+    if ca.is_some() && tls == TlsMode::None {
+        c.warn("ca-file", "unused: smtp-tls is none");
+    }
+    let user = f.non_empty("user").map(|u| u.trim().to_string());
+    let password = f.secret("password").filter(|p| !p.is_empty()).cloned();
+    let credentials = match (&user, password) {
+        (Some(u), Some(p)) => Some((u.clone(), p)),
+        _ => None,
+    };
+    if use_mx && credentials.is_some() {
+        c.warn(
+            "",
+            "user and password are not used with use-mx: true (MX hosts take mail without AUTH)",
+        );
+    }
+    if credentials.is_some()
+        && tls == TlsMode::None
+        && !matches!(host.as_deref(), Some("localhost" | "127.0.0.1" | "::1"))
+    {
+        c.warn(
+            "smtp-tls",
+            "with smtp-tls: none the password is sent in clear text",
+        );
+    }
+    let sender = match f.non_empty("sender").map(str::trim).or(user.as_deref()) {
+        None => {
+            c.error("sender", "missing: set sender (or user, its default)");
+            None
+        }
+        Some(s) => match s.parse::<Mailbox>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let key = if f.non_empty("sender").is_some() {
+                    "sender"
+                } else {
+                    "user"
+                };
+                c.error(
+                    key,
+                    format!("{s:?} is not an email address (the sender defaults to user): {e}"),
+                );
+                None
+            }
+        },
+    };
+    let recipients: Vec<String> = f
+        .list("recipients")
+        .into_iter()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if recipients.is_empty() {
+        c.error("recipients", "missing: at least one recipient is required");
+    }
+    for r in &recipients {
+        if r != OWNER_PLACEHOLDER
+            && let Err(e) = r.parse::<Mailbox>()
+        {
+            c.error("recipients", format!("{r:?} is not an email address: {e}"));
+        }
+    }
+    let hello = f
+        .non_empty("client-host-name")
+        .map(|h| h.trim().to_string());
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    c.finish(sender.map(|sender| EmailConfig {
+        host: host.unwrap_or_default(),
+        port,
+        tls,
+        ca,
+        credentials,
+        sender,
+        recipients,
+        hello,
+        use_mx,
+        timeout,
+    }))
+}
+
+pub fn build(name: &str, cfg: EmailConfig, _: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Email::new(name, cfg)?))
+}
+
 pub struct Email {
     name: String,
     host: String,
@@ -124,183 +356,31 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn build(
-        cfg: &ActionConfig,
-        errs: &mut Vec<(String, String)>,
-        problems: &mut Problems,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let path = format!("actions[{}]", cfg.name);
-        let use_mx = f.bool("use-mx").unwrap_or(false);
-        let host = f.non_empty("host").map(|h| h.trim().to_string());
-        if host.is_none() && !use_mx {
-            errs.push((
-                "host".into(),
-                "missing: the SMTP server is required (or set use-mx: true)".into(),
-            ));
-        }
-        let tls = match f
-            .non_empty("smtp-tls")
-            .map(|s| s.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None => {
-                if f.int("port") == Some(465) {
-                    TlsMode::Implicit
-                } else {
-                    TlsMode::Opportunistic
-                }
-            }
-            Some("opportunistic") => TlsMode::Opportunistic,
-            Some("starttls") => TlsMode::StartTls,
-            Some("implicit") | Some("smtps") => TlsMode::Implicit,
-            Some("none") => TlsMode::None,
-            Some(other) => {
-                errs.push((
-                    "smtp-tls".into(),
-                    format!(
-                        "unknown value {other:?}: use opportunistic, starttls, implicit or none"
-                    ),
-                ));
-                TlsMode::Opportunistic
-            }
-        };
-        let port = match f.int("port") {
-            None | Some(0) => {
-                if tls == TlsMode::Implicit {
-                    465
-                } else {
-                    25
-                }
-            }
-            Some(p) if (1..=65535).contains(&p) => p as u16,
-            Some(p) => {
-                errs.push(("port".into(), format!("{p} is not a TCP port")));
-                25
-            }
-        };
-        let ca = match f.non_empty("ca-file") {
-            None => None,
-            Some(file) => match std::fs::read(file) {
-                Ok(pem) => match Certificate::from_pem(&pem) {
-                    Ok(_) => Some(pem),
-                    Err(e) => {
-                        errs.push((
-                            "ca-file".into(),
-                            format!("{file} is not a PEM certificate: {e}"),
-                        ));
-                        None
-                    }
-                },
-                Err(e) => {
-                    errs.push(("ca-file".into(), format!("cannot read {file}: {e}")));
-                    None
-                }
-            },
-        };
-        if ca.is_some() && tls == TlsMode::None {
-            problems.warn(
-                format!("{path}.ca-file"),
-                "unused: smtp-tls is none".to_string(),
-            );
-        }
-        let user = f.non_empty("user").map(|u| u.trim().to_string());
-        let password = f.secret("password").filter(|p| !p.is_empty());
-        let credentials = match (&user, password) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            _ => None,
-        };
-        if use_mx && credentials.is_some() {
-            problems.warn(
-                path.clone(),
-                "user and password are not used with use-mx: true (MX hosts take mail without AUTH)",
-            );
-        }
-        if credentials.is_some()
-            && tls == TlsMode::None
-            && !matches!(host.as_deref(), Some("localhost" | "127.0.0.1" | "::1"))
-        {
-            problems.warn(
-                format!("{path}.smtp-tls"),
-                "with smtp-tls: none the password is sent in clear text",
-            );
-        }
-        let sender = match f.non_empty("sender").map(str::trim).or(user.as_deref()) {
-            None => {
-                errs.push((
-                    "sender".into(),
-                    "missing: set sender (or user, its default)".into(),
-                ));
-                None
-            }
-            Some(s) => match s.parse::<Mailbox>() {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    let key = if f.non_empty("sender").is_some() {
-                        "sender"
-                    } else {
-                        "user"
-                    };
-                    errs.push((
-                        key.into(),
-                        format!("{s:?} is not an email address (the sender defaults to user): {e}"),
-                    ));
-                    None
-                }
-            },
-        };
-        let recipients: Vec<String> = f
-            .list("recipients")
-            .into_iter()
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-            .collect();
-        if recipients.is_empty() {
-            errs.push((
-                "recipients".into(),
-                "missing: at least one recipient is required".into(),
-            ));
-        }
-        for r in &recipients {
-            if r != OWNER_PLACEHOLDER
-                && let Err(e) = r.parse::<Mailbox>()
-            {
-                errs.push((
-                    "recipients".into(),
-                    format!("{r:?} is not an email address: {e}"),
-                ));
-            }
-        }
-        let hello = f
-            .non_empty("client-host-name")
-            .map(|h| h.trim().to_string());
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
+    /// The action for a valid config (the relay transport is set up here, outside MX mode).
+    pub fn new(name: &str, cfg: EmailConfig) -> Result<Email, String> {
         let mut email = Email {
-            name: cfg.name.clone(),
-            host: host.unwrap_or_default(),
-            port,
-            tls,
-            ca,
-            credentials,
-            sender: sender?,
-            recipients,
-            hello,
-            use_mx,
-            timeout,
+            name: name.to_string(),
+            host: cfg.host,
+            port: cfg.port,
+            tls: cfg.tls,
+            ca: cfg.ca,
+            credentials: cfg.credentials,
+            sender: cfg.sender,
+            recipients: cfg.recipients,
+            hello: cfg.hello,
+            use_mx: cfg.use_mx,
+            timeout: cfg.timeout,
             relay: None,
             resolver: Arc::new(SystemResolver::default()),
             progress: Mutex::new(HashMap::new()),
         };
-        if !use_mx {
-            match email.transport(&email.host, true) {
-                Ok(t) => email.relay = Some(t),
-                Err(e) => {
-                    errs.push((String::new(), e.to_string()));
-                    return None;
-                }
-            }
+        if !email.use_mx {
+            let relay = email
+                .transport(&email.host, true)
+                .map_err(|e| e.to_string())?;
+            email.relay = Some(relay);
         }
-        Some(email)
+        Ok(email)
     }
 
     /// Replaces the MX resolver (tests).

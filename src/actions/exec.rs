@@ -7,21 +7,120 @@
 //! group is killed.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Action, ActionError, Message, timeout_key};
-use crate::config::{ActionConfig, Problems};
+use super::{Action, ActionError, BuildContext, Check, Message, Validated, is_sensitive_name};
+use crate::config::{Fields, KeySpec, Kind};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most output kept from a script (the rest is read and dropped).
 pub const MAX_OUTPUT: usize = 64 * 1024;
 
-enum Script {
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::optional(
+        "exec-script",
+        Kind::Str,
+        "",
+        "Script text, fed to `/bin/sh` on standard input.",
+    ),
+    KeySpec::optional(
+        "input-file",
+        Kind::Str,
+        "",
+        "A script file, run as `/bin/sh <file>` (standard input is empty).",
+    ),
+    KeySpec::optional(
+        "env",
+        Kind::StrList,
+        "`[]`",
+        "Extra variables, each `NAME=value` (checked at load).",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`60s`",
+        "Time limit of one run, a Go duration; `\"\"` or `0` means the default.",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
     Inline(String),
     File(String),
+}
+
+/// A valid exec action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    pub script: Script,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Checks the keys. Reads the file system only to warn about an `input-file` missing now.
+pub fn validate(f: &Fields) -> Validated<ExecConfig> {
+    let mut c = Check::default();
+    let script = match (f.non_empty("input-file"), f.non_empty("exec-script")) {
+        (Some(_), Some(_)) => {
+            c.error(
+                "",
+                "exec action only takes either input-file or exec-script, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.error(
+                "",
+                "exec action requires either input-file or exec-script to be set",
+            );
+            None
+        }
+        (Some(file), None) => {
+            if !std::path::Path::new(file).is_file() {
+                c.warn(
+                    "input-file",
+                    format!("script {file} does not exist now; runs fail until it does"),
+                );
+            }
+            Some(Script::File(file.to_string()))
+        }
+        (None, Some(s)) => Some(Script::Inline(s.to_string())),
+    };
+    let list = f.list("env");
+    let mut env = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            // The entry may hold a secret with a typo in place of `=`: not shown.
+            _ => c.error(
+                "env",
+                format!(
+                    "entry {} of {} is not NAME=value (value hidden)",
+                    i + 1,
+                    list.len()
+                ),
+            ),
+        }
+    }
+    let timeout = c.timeout(f, DEFAULT_TIMEOUT);
+    c.finish(script.map(|script| ExecConfig {
+        script,
+        env,
+        timeout,
+    }))
+}
+
+pub fn build(name: &str, cfg: ExecConfig, _: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Exec {
+        name: name.to_string(),
+        script: cfg.script,
+        env: cfg.env,
+        timeout: cfg.timeout,
+    }))
 }
 
 pub struct Exec {
@@ -32,54 +131,6 @@ pub struct Exec {
 }
 
 impl Exec {
-    pub fn build(
-        cfg: &ActionConfig,
-        errs: &mut Vec<(String, String)>,
-        problems: &mut Problems,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let script = match (f.non_empty("input-file"), f.non_empty("exec-script")) {
-            (Some(_), Some(_)) => {
-                errs.push((
-                    String::new(),
-                    "exec action only takes either input-file or exec-script, not both".into(),
-                ));
-                return None;
-            }
-            (None, None) => {
-                errs.push((
-                    String::new(),
-                    "exec action requires either input-file or exec-script to be set".into(),
-                ));
-                return None;
-            }
-            (Some(file), None) => {
-                if !std::path::Path::new(file).is_file() {
-                    problems.warn(
-                        format!("actions[{}].input-file", cfg.name),
-                        format!("script {file} does not exist now; runs fail until it does"),
-                    );
-                }
-                Script::File(file.to_string())
-            }
-            (None, Some(s)) => Script::Inline(s.to_string()),
-        };
-        let mut env = Vec::new();
-        for item in f.list("env") {
-            match item.split_once('=') {
-                Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
-                _ => errs.push(("env".into(), format!("entry {item:?} is not NAME=value"))),
-            }
-        }
-        let timeout = timeout_key(cfg, DEFAULT_TIMEOUT, errs);
-        Some(Exec {
-            name: cfg.name.clone(),
-            script,
-            env,
-            timeout,
-        })
-    }
-
     async fn run(&self, event: &str) -> Result<(i32, String), ActionError> {
         let mut cmd = tokio::process::Command::new("/bin/sh");
         if let Script::File(f) = &self.script {
@@ -189,7 +240,15 @@ impl Action for Exec {
         let mut env: serde_json::Map<String, serde_json::Value> = self
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .map(|(k, v)| {
+                // Credentials passed to the script (`API_TOKEN=...`) are not shown.
+                let v = if is_sensitive_name(k) {
+                    "<hidden>".to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v.into())
+            })
             .collect();
         env.insert(
             "POSTEE_EVENT".into(),
@@ -205,5 +264,76 @@ impl Action for Exec {
             "env": env,
             "timeout": format!("{:?}", self.timeout),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FieldValue;
+
+    fn fields(pairs: &[(&str, FieldValue)]) -> Fields {
+        let mut f = Fields::new(KEYS);
+        for (k, v) in pairs {
+            f.set(k, v.clone());
+        }
+        f
+    }
+
+    #[test]
+    fn validate_takes_one_script_and_name_value_pairs() {
+        let v = validate(&fields(&[
+            ("exec-script", FieldValue::Str("echo".into())),
+            ("env", FieldValue::List(vec!["A=1=2".into()])),
+        ]));
+        let cfg = v.config.unwrap();
+        assert_eq!(cfg.script, Script::Inline("echo".into()));
+        assert_eq!(cfg.env, [("A".to_string(), "1=2".to_string())]);
+        assert_eq!(cfg.timeout, DEFAULT_TIMEOUT);
+        // Every problem at once; a malformed entry is not repeated.
+        let errs = validate(&fields(&[
+            ("env", FieldValue::List(vec!["TOKEN s3cr3t".into()])),
+            ("timeout", FieldValue::Str("soon".into())),
+        ]))
+        .config
+        .unwrap_err();
+        let shown: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(shown[0].contains("requires either input-file or exec-script"));
+        assert_eq!(
+            shown[1],
+            "env: entry 1 of 1 is not NAME=value (value hidden)"
+        );
+        assert!(shown[2].starts_with("timeout: "));
+        let v = validate(&fields(&[(
+            "input-file",
+            FieldValue::Str("/nonexistent/x.sh".into()),
+        )]));
+        assert!(v.config.is_ok());
+        assert_eq!(v.warnings[0].key, "input-file");
+    }
+
+    #[test]
+    fn preview_hides_credentials_passed_in_env() {
+        let exec = Exec {
+            name: "x".into(),
+            script: Script::Inline("true".into()),
+            env: vec![
+                ("API_TOKEN".into(), "tok-1".into()),
+                ("OUT".into(), "/tmp/o".into()),
+            ],
+            timeout: DEFAULT_TIMEOUT,
+        };
+        let msg = Message {
+            event_id: "e".into(),
+            route: "r".into(),
+            content: Default::default(),
+        };
+        let p = exec.preview(&msg);
+        assert_eq!(p["env"]["API_TOKEN"], "<hidden>");
+        assert_eq!(p["env"]["OUT"], "/tmp/o");
     }
 }

@@ -10,118 +10,166 @@
 //! a bare `event.input` by the whole description. Postee's pattern swallowed the rest of the
 //! line after a placeholder; ours ends at the path, so `id=event.input.x&y=1` works.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use regex::Regex;
 
-use super::{Action, ActionError, BuildContext, Message, send_expecting_2xx, timeout_key, url_key};
-use crate::config::{ActionConfig, Problems};
+use super::{
+    Action, ActionError, BuildContext, Check, Message, Validated, is_sensitive_name,
+    send_expecting_2xx, shown_url,
+};
+use crate::config::{Fields, KeySpec, Kind};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-enum Body {
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required("url", Kind::Str, "Where to send: an `http` or `https` URL."),
+    KeySpec::required(
+        "method",
+        Kind::Str,
+        "Any HTTP method, upper-cased (`put` = `PUT`).",
+    ),
+    KeySpec::optional(
+        "headers",
+        Kind::StrListMap,
+        "none",
+        "Header name → list of values; each value is sent as its own header line.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`5s`",
+        "Time limit of one request, a Go duration; `\"\"` or `0` means the default.",
+    ),
+    KeySpec::optional(
+        "body-content",
+        Kind::Str,
+        "none",
+        "Request body, with `event.input` placeholders (below).",
+    ),
+    KeySpec::optional(
+        "body-file",
+        Kind::Str,
+        "none",
+        "A file whose content is the body, read at each send.",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
     None,
     File(String),
     Content(String),
 }
 
+/// A valid http action.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub url: reqwest::Url,
+    pub method: reqwest::Method,
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    pub timeout: Duration,
+    pub body: Body,
+}
+
+/// Checks the keys. Reads the file system only to warn about a `body-file` missing now.
+pub fn validate(f: &Fields) -> Validated<HttpConfig> {
+    let mut c = Check::default();
+    let method = match f.non_empty("method") {
+        None => {
+            c.error("method", "http action requires a method to be specified");
+            None
+        }
+        Some(m) => {
+            let m = m.trim().to_ascii_uppercase();
+            if m == "CONNECT" {
+                c.error("method", "CONNECT is not supported");
+                None
+            } else {
+                match reqwest::Method::from_bytes(m.as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        c.error("method", format!("invalid HTTP method {m:?}"));
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let url = c.url(f);
+    let timeout = c.timeout(f, DEFAULT_TIMEOUT);
+    let mut headers = Vec::new();
+    for (name, values) in f.list_map("headers") {
+        let key = format!("headers.{name}");
+        let Ok(hn) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+            c.error(&key, "invalid header name");
+            continue;
+        };
+        for v in values {
+            match reqwest::header::HeaderValue::from_str(&v) {
+                Ok(hv) => headers.push((hn.clone(), hv)),
+                // Header values are often credentials: say what is wrong, not the value.
+                Err(_) => c.error(
+                    &key,
+                    "invalid header value (value hidden): control characters are not allowed",
+                ),
+            }
+        }
+    }
+    let body = match (
+        f.non_empty("body-file"),
+        f.str("body-content").filter(|s| !s.is_empty()),
+    ) {
+        (Some(_), Some(_)) => {
+            c.error(
+                "",
+                "http action supports only one of body-file or body-content, not both",
+            );
+            Body::None
+        }
+        (Some(file), None) => {
+            if !std::path::Path::new(file).is_file() {
+                c.warn(
+                    "body-file",
+                    format!("file {file} does not exist now; sends fail until it does"),
+                );
+            }
+            Body::File(file.to_string())
+        }
+        (None, Some(content)) => Body::Content(content.to_string()),
+        (None, None) => Body::None,
+    };
+    let config = match (url, method) {
+        (Some(url), Some(method)) => Some(HttpConfig {
+            url,
+            method,
+            headers,
+            timeout,
+            body,
+        }),
+        _ => None,
+    };
+    c.finish(config)
+}
+
+pub fn build(name: &str, cfg: HttpConfig, ctx: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Http {
+        name: name.to_string(),
+        cfg,
+        http: ctx.http.clone(),
+    }))
+}
+
 pub struct Http {
     name: String,
-    url: reqwest::Url,
-    method: reqwest::Method,
-    headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
-    timeout: Duration,
-    body: Body,
+    cfg: HttpConfig,
     http: reqwest::Client,
 }
 
 impl Http {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-        problems: &mut Problems,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let method = match f.non_empty("method") {
-            None => {
-                errs.push((
-                    "method".into(),
-                    "http action requires a method to be specified".into(),
-                ));
-                None
-            }
-            Some(m) => {
-                let m = m.trim().to_ascii_uppercase();
-                if m == "CONNECT" {
-                    errs.push(("method".into(), "CONNECT is not supported".into()));
-                    None
-                } else {
-                    match reqwest::Method::from_bytes(m.as_bytes()) {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            errs.push(("method".into(), format!("invalid HTTP method {m:?}")));
-                            None
-                        }
-                    }
-                }
-            }
-        };
-        let url = url_key(cfg, errs);
-        let timeout = timeout_key(cfg, DEFAULT_TIMEOUT, errs);
-        let mut headers = Vec::new();
-        for (name, values) in f.list_map("headers") {
-            let Ok(hn) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
-                errs.push((format!("headers.{name}"), "invalid header name".into()));
-                continue;
-            };
-            for v in values {
-                match reqwest::header::HeaderValue::from_str(&v) {
-                    Ok(hv) => headers.push((hn.clone(), hv)),
-                    Err(_) => errs.push((
-                        format!("headers.{name}"),
-                        format!("invalid header value {v:?}"),
-                    )),
-                }
-            }
-        }
-        let body = match (
-            f.non_empty("body-file"),
-            f.str("body-content").filter(|s| !s.is_empty()),
-        ) {
-            (Some(_), Some(_)) => {
-                errs.push((
-                    String::new(),
-                    "http action supports only one of body-file or body-content, not both".into(),
-                ));
-                Body::None
-            }
-            (Some(file), None) => {
-                if !std::path::Path::new(file).is_file() {
-                    problems.warn(
-                        format!("actions[{}].body-file", cfg.name),
-                        format!("file {file} does not exist now; sends fail until it does"),
-                    );
-                }
-                Body::File(file.to_string())
-            }
-            (None, Some(content)) => Body::Content(content.to_string()),
-            (None, None) => Body::None,
-        };
-        Some(Http {
-            name: cfg.name.clone(),
-            url: url?,
-            method: method?,
-            headers,
-            timeout,
-            body,
-            http: ctx.http.clone(),
-        })
-    }
-
     fn event_header(msg: &Message) -> String {
         base64::engine::general_purpose::STANDARD.encode(msg.content.description.as_bytes())
     }
@@ -180,13 +228,13 @@ impl Action for Http {
     async fn send(&self, msg: &Message) -> Result<(), ActionError> {
         let mut req = self
             .http
-            .request(self.method.clone(), self.url.clone())
-            .timeout(self.timeout)
+            .request(self.cfg.method.clone(), self.cfg.url.clone())
+            .timeout(self.cfg.timeout)
             .header("Postee-Event", Self::event_header(msg));
-        for (k, v) in &self.headers {
+        for (k, v) in &self.cfg.headers {
             req = req.header(k, v);
         }
-        req = match &self.body {
+        req = match &self.cfg.body {
             Body::None => req,
             Body::Content(c) => req.body(substitute(c, &msg.content.description)),
             Body::File(path) => {
@@ -206,8 +254,13 @@ impl Action for Http {
     fn preview(&self, msg: &Message) -> serde_json::Value {
         let mut headers = serde_json::Map::new();
         headers.insert("Postee-Event".into(), Self::event_header(msg).into());
-        for (k, v) in &self.headers {
-            let v = v.to_str().unwrap_or("").to_string();
+        for (k, v) in &self.cfg.headers {
+            // Credentials (`Authorization`, `X-Api-Key`...) are not shown.
+            let v = if is_sensitive_name(k.as_str()) {
+                "<hidden>".to_string()
+            } else {
+                v.to_str().unwrap_or("").to_string()
+            };
             match headers.get_mut(k.as_str()) {
                 Some(serde_json::Value::Array(a)) => a.push(v.into()),
                 Some(old) => *old = serde_json::Value::Array(vec![old.clone(), v.into()]),
@@ -216,15 +269,15 @@ impl Action for Http {
                 }
             }
         }
-        let body = match &self.body {
+        let body = match &self.cfg.body {
             Body::None => serde_json::Value::Null,
             Body::Content(c) => substitute(c, &msg.content.description).into(),
             Body::File(p) => format!("<contents of {p}>").into(),
         };
         serde_json::json!({
-            "method": self.method.as_str(),
-            "url": self.url.as_str(),
-            "timeout": format!("{:?}", self.timeout),
+            "method": self.cfg.method.as_str(),
+            "url": shown_url(&self.cfg.url),
+            "timeout": format!("{:?}", self.cfg.timeout),
             "headers": headers,
             "body": body,
         })
@@ -256,6 +309,59 @@ mod tests {
             substitute("all=event.input", r#"{"a":1}"#),
             r#"all={"a":1}"#
         );
+    }
+
+    fn fields(pairs: &[(&str, crate::config::FieldValue)]) -> Fields {
+        let mut f = Fields::new(KEYS);
+        for (k, v) in pairs {
+            f.set(k, v.clone());
+        }
+        f
+    }
+
+    fn s(v: &str) -> crate::config::FieldValue {
+        crate::config::FieldValue::Str(v.into())
+    }
+
+    #[test]
+    fn validate_types_the_request_and_hides_bad_header_values() {
+        let headers = crate::config::FieldValue::ListMap(
+            [("X-Team".to_string(), vec!["a".to_string(), "b".to_string()])].into(),
+        );
+        let v = validate(&fields(&[
+            ("url", s("http://h/x")),
+            ("method", s("put")),
+            ("headers", headers),
+            ("body-content", s("x")),
+        ]));
+        let cfg = v.config.unwrap();
+        assert_eq!(cfg.method, reqwest::Method::PUT);
+        assert_eq!(cfg.headers.len(), 2);
+        assert_eq!(cfg.body, Body::Content("x".into()));
+        let bad = crate::config::FieldValue::ListMap(
+            [(
+                "Authorization".to_string(),
+                vec!["Bearer tok-1\n".to_string()],
+            )]
+            .into(),
+        );
+        let errs = validate(&fields(&[
+            ("url", s("http://h/x")),
+            ("headers", bad),
+            ("body-file", s("/nonexistent")),
+            ("body-content", s("b")),
+        ]))
+        .config
+        .unwrap_err();
+        let shown: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(shown[0].starts_with("method: http action requires a method"));
+        assert!(shown[1].starts_with("headers.Authorization: invalid header value (value hidden)"));
+        assert!(shown[2].contains("only one of body-file or body-content"));
+        assert!(!shown.concat().contains("tok-1"));
     }
 
     #[test]

@@ -1,24 +1,29 @@
-//! Actions: where rendered messages go. One file per type; this file holds the trait, the
-//! error classification the dispatcher relies on, and `build` (config → runtime action).
+//! Actions: where rendered messages go. One file per type, each declaring its keys, its typed
+//! config, `validate` and `build`; this file holds the trait, the registry of every type, the
+//! shared validation helpers, and the error classification the dispatcher relies on.
 
 pub mod email;
 pub mod exec;
 pub mod http;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod pending;
 pub mod slack;
 pub mod splunk;
 pub mod stdout;
 pub mod teams;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::config::duration::parse_go_duration;
-use crate::config::{ActionConfig, Problems};
+use crate::config::{
+    self, ActionConfig, Config, Fields, KeySpec, Problems, Schema, Secret, SecretUrl,
+};
 
 pub use crate::message::Message;
 
@@ -63,21 +68,6 @@ pub trait Action: Send + Sync {
     fn preview(&self, msg: &Message) -> serde_json::Value;
 }
 
-/// Types whose sending is implemented. The others parse and validate, then are rejected at
-/// load with "not supported yet" (when enabled) instead of being skipped silently.
-pub const IMPLEMENTED: &[&str] = &[
-    "stdout",
-    "webhook",
-    "http",
-    "exec",
-    "slack",
-    "teams",
-    "email",
-    "opsgenie",
-    "pagerduty",
-    "splunk",
-];
-
 /// Default time limit of one send for the messaging actions (slack, teams, email, opsgenie,
 /// pagerduty, splunk); each has a `timeout` key to change it.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,110 +80,337 @@ pub struct BuildContext {
     pub aqua_server: String,
 }
 
-/// Builds an enabled action. Problems go to `problems` with the action's path.
+// ---------------------------------------------------------------------------------------
+// The registry: every action type Postee knows, with its keys and how it is built.
+
+/// Validates an action's keys and builds it (the row's glue around the type's own
+/// `validate` and `build`).
+pub type BuildFn =
+    fn(name: &str, fields: &Fields, ctx: &BuildContext) -> Validated<Arc<dyn Action>>;
+
+/// One row of the registry.
+pub struct ActionType {
+    /// The `type:` value, lower case (Postee matches it in any case).
+    pub name: &'static str,
+    /// The keys the type reads, besides the common ones; declared in the type's own file.
+    pub keys: &'static [KeySpec],
+    /// `None`: not supported yet (its configs load; an enabled one is an error).
+    pub build: Option<BuildFn>,
+}
+
+impl ActionType {
+    /// A type Postee has and postee does not support yet: its keys only.
+    const fn not_yet(name: &'static str, keys: &'static [KeySpec]) -> ActionType {
+        ActionType {
+            name,
+            keys,
+            build: None,
+        }
+    }
+}
+
+/// Every type Postee knows. Adding an action: its file (keys, config, validate, build,
+/// `Action`), one row here, its section in docs/actions.md, an example and tests.
+pub static REGISTRY: &[ActionType] = &[
+    ActionType {
+        name: "stdout",
+        keys: stdout::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, stdout::validate, stdout::build)),
+    },
+    ActionType {
+        name: "webhook",
+        keys: webhook::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, webhook::validate, webhook::build)),
+    },
+    ActionType {
+        name: "http",
+        keys: http::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, http::validate, http::build)),
+    },
+    ActionType {
+        name: "exec",
+        keys: exec::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, exec::validate, exec::build)),
+    },
+    ActionType {
+        name: "slack",
+        keys: slack::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, slack::validate, slack::build)),
+    },
+    ActionType {
+        name: "teams",
+        keys: teams::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, teams::validate, teams::build)),
+    },
+    ActionType {
+        name: "email",
+        keys: email::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, email::validate, email::build)),
+    },
+    ActionType {
+        name: "opsgenie",
+        keys: opsgenie::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, opsgenie::validate, opsgenie::build)),
+    },
+    ActionType {
+        name: "pagerduty",
+        keys: pagerduty::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, pagerduty::validate, pagerduty::build)),
+    },
+    ActionType {
+        name: "splunk",
+        keys: splunk::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
+    },
+    ActionType::not_yet("jira", pending::JIRA),
+    ActionType::not_yet("servicenow", pending::SERVICENOW),
+    ActionType::not_yet("nexusiq", pending::NEXUSIQ),
+    ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
+    ActionType::not_yet("kubernetes", pending::KUBERNETES),
+    ActionType::not_yet("docker", pending::DOCKER),
+    ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
+];
+
+/// A type's own `build(name, XConfig, ctx)`: an error only for what the keys could not tell
+/// (a client that cannot be set up).
+pub type TypedBuildFn<C> = fn(&str, C, &BuildContext) -> Result<Arc<dyn Action>, String>;
+
+/// Runs a type's `validate` and, when its keys are valid, its `build`.
+fn glue<C>(
+    name: &str,
+    fields: &Fields,
+    ctx: &BuildContext,
+    validate: fn(&Fields) -> Validated<C>,
+    build: TypedBuildFn<C>,
+) -> Validated<Arc<dyn Action>> {
+    let Validated { config, warnings } = validate(fields);
+    let config = config.and_then(|c| {
+        build(name, c, ctx).map_err(|message| {
+            vec![Issue {
+                key: String::new(),
+                message,
+            }]
+        })
+    });
+    Validated { config, warnings }
+}
+
+/// The registry row of a type (lower-cased, as in [`ActionConfig::kind`]).
+pub fn action_type(kind: &str) -> Option<&'static ActionType> {
+    REGISTRY.iter().find(|t| t.name == kind)
+}
+
+/// Whether actions of this type can be enabled.
+pub fn is_implemented(kind: &str) -> bool {
+    action_type(kind).is_some_and(|t| t.build.is_some())
+}
+
+/// The registry as the config reader sees it: each type's name and keys.
+pub fn schema() -> &'static Schema {
+    static SCHEMA: LazyLock<Schema> =
+        LazyLock::new(|| Schema::new(REGISTRY.iter().map(|t| (t.name, t.keys))));
+    &SCHEMA
+}
+
+/// Reads and parses a config file, actions checked against the registry.
+pub fn load_config(path: &Path) -> (Option<Config>, Problems) {
+    config::load_file(path, schema())
+}
+
+/// Parses config text, actions checked against the registry.
+pub fn parse_config(text: &str, problems: &mut Problems) -> Option<Config> {
+    config::parse(text, schema(), problems)
+}
+
+/// Builds an enabled action. Problems go to `problems` with the action's path: its
+/// warnings first, then its errors (the order `postee check` has always shown).
 pub fn build(
     cfg: &ActionConfig,
     ctx: &BuildContext,
     problems: &mut Problems,
 ) -> Option<Arc<dyn Action>> {
     let path = format!("actions[{}]", cfg.name);
-    let mut errs: Vec<(String, String)> = Vec::new();
-    let action: Option<Arc<dyn Action>> = match cfg.kind.as_str() {
-        "stdout" => Some(Arc::new(stdout::Stdout::new(&cfg.name))),
-        "webhook" => webhook::Webhook::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
-        "http" => http::Http::build(cfg, ctx, &mut errs, problems).map(|a| Arc::new(a) as _),
-        "exec" => exec::Exec::build(cfg, &mut errs, problems).map(|a| Arc::new(a) as _),
-        "slack" => slack::Slack::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
-        "teams" => teams::Teams::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
-        "email" => email::Email::build(cfg, &mut errs, problems).map(|a| Arc::new(a) as _),
-        "opsgenie" => opsgenie::OpsGenie::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
-        "pagerduty" => pagerduty::PagerDuty::build(cfg, ctx, &mut errs).map(|a| Arc::new(a) as _),
-        "splunk" => splunk::Splunk::build(cfg, ctx, &mut errs, problems).map(|a| Arc::new(a) as _),
-        other => {
-            problems.error(
-                format!("{path}.type"),
-                format!("action type {other} is not supported yet"),
-            );
-            return None;
-        }
+    let Some(build) = action_type(&cfg.kind).and_then(|t| t.build) else {
+        problems.error(
+            format!("{path}.type"),
+            format!("action type {} is not supported yet", cfg.kind),
+        );
+        return None;
     };
-    for (key, msg) in errs {
-        let p = if key.is_empty() {
+    let Validated { config, warnings } = build(&cfg.name, &cfg.fields, ctx);
+    let at = |key: &str| {
+        if key.is_empty() {
             path.clone()
         } else {
             format!("{path}.{key}")
-        };
-        problems.error(p, msg);
-    }
-    action
-}
-
-/// Parses an action's `timeout` (Postee: "" or `0` means the default).
-pub fn timeout_key(
-    cfg: &ActionConfig,
-    default: Duration,
-    errs: &mut Vec<(String, String)>,
-) -> Duration {
-    match cfg.fields.non_empty("timeout") {
-        None => default,
-        Some(s) => match parse_go_duration(s) {
-            Ok(d) if d.is_zero() => default,
-            Ok(d) => d,
-            Err(e) => {
-                errs.push(("timeout".into(), e));
-                default
-            }
-        },
-    }
-}
-
-/// Parses a required http(s) `url`.
-pub fn url_key(cfg: &ActionConfig, errs: &mut Vec<(String, String)>) -> Option<reqwest::Url> {
-    let Some(raw) = cfg.fields.non_empty("url") else {
-        errs.push((
-            "url".into(),
-            "missing: the URL to send to is required".into(),
-        ));
-        return None;
+        }
     };
-    match reqwest::Url::parse(raw.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-        Ok(u) => {
-            errs.push((
-                "url".into(),
-                format!("unsupported scheme `{}` (use http or https)", u.scheme()),
-            ));
-            None
-        }
-        Err(e) => {
-            errs.push(("url".into(), format!("invalid URL {raw:?}: {e}")));
+    for w in warnings {
+        problems.warn(at(&w.key), w.message);
+    }
+    match config {
+        Ok(action) => Some(action),
+        Err(errors) => {
+            for e in errors {
+                problems.error(at(&e.key), e.message);
+            }
             None
         }
     }
 }
 
-/// Parses an optional http(s) base URL key (`api-url`), defaulting to `default`.
-pub fn base_url_key(
-    cfg: &ActionConfig,
-    key: &str,
-    default: &str,
-    errs: &mut Vec<(String, String)>,
-) -> Option<reqwest::Url> {
-    let raw = cfg.fields.non_empty(key).unwrap_or(default).trim();
-    match reqwest::Url::parse(raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-        Ok(u) => {
-            errs.push((
-                key.into(),
-                format!("unsupported scheme `{}` (use http or https)", u.scheme()),
-            ));
-            None
-        }
-        Err(e) => {
-            errs.push((key.into(), format!("invalid URL {raw:?}: {e}")));
-            None
+// ---------------------------------------------------------------------------------------
+// Validation: each type's `validate(&Fields) -> Validated<XConfig>` collects every problem.
+
+/// A problem with one key of an action (`key` "" for the action as a whole). Messages
+/// about a secret key never contain its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub key: String,
+    pub message: String,
+}
+
+/// What `validate` made of an action's keys: its typed config, or every error found; and
+/// the warnings either way.
+#[derive(Debug)]
+pub struct Validated<T> {
+    pub config: Result<T, Vec<Issue>>,
+    pub warnings: Vec<Issue>,
+}
+
+/// Collects the problems of one validation.
+#[derive(Debug, Default)]
+pub struct Check {
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+}
+
+impl Check {
+    pub fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(Issue {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        self.warnings.push(Issue {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The config when no error was found. `config` is `None` only when an error was
+    /// recorded (a key that could not be read).
+    pub fn finish<T>(self, config: Option<T>) -> Validated<T> {
+        let config = match config {
+            Some(c) if self.errors.is_empty() => Ok(c),
+            _ => {
+                debug_assert!(!self.errors.is_empty(), "validate gave no config, no error");
+                Err(self.errors)
+            }
+        };
+        Validated {
+            config,
+            warnings: self.warnings,
         }
     }
+
+    /// An action's `timeout` (Postee: "" or `0` means the default).
+    pub fn timeout(&mut self, f: &Fields, default: Duration) -> Duration {
+        match f.non_empty("timeout") {
+            None => default,
+            Some(s) => match parse_go_duration(s) {
+                Ok(d) if d.is_zero() => default,
+                Ok(d) => d,
+                Err(e) => {
+                    self.error("timeout", e);
+                    default
+                }
+            },
+        }
+    }
+
+    /// A required http(s) `url` that is not a secret.
+    pub fn url(&mut self, f: &Fields) -> Option<reqwest::Url> {
+        let Some(raw) = f.non_empty("url") else {
+            self.error("url", "missing: the URL to send to is required");
+            return None;
+        };
+        self.http_url("url", raw)
+    }
+
+    /// A required http(s) `url` whose text is a secret (the Slack and Teams webhook URLs):
+    /// an error says what is wrong, never what the value is.
+    pub fn secret_url(&mut self, f: &Fields) -> Option<SecretUrl> {
+        let Some(raw) = f.secret("url").filter(|s| !s.is_blank()) else {
+            self.error("url", "missing: the URL to send to is required");
+            return None;
+        };
+        SecretUrl::parse(raw)
+            .map_err(|e| self.error("url", e.to_string()))
+            .ok()
+    }
+
+    /// An optional http(s) base URL key (`api-url`), defaulting to `default`.
+    pub fn base_url(&mut self, f: &Fields, key: &str, default: &str) -> Option<reqwest::Url> {
+        self.http_url(key, f.non_empty(key).unwrap_or(default))
+    }
+
+    /// A required secret key (an API key or token), with the message saying what it is.
+    pub fn required_secret(&mut self, f: &Fields, key: &str, missing: &str) -> Option<Secret> {
+        let s = f.secret(key).filter(|s| !s.is_blank()).cloned();
+        if s.is_none() {
+            self.error(key, format!("missing: {missing}"));
+        }
+        s
+    }
+
+    fn http_url(&mut self, key: &str, raw: &str) -> Option<reqwest::Url> {
+        match reqwest::Url::parse(raw.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            Ok(u) => {
+                self.error(
+                    key,
+                    format!("unsupported scheme `{}` (use http or https)", u.scheme()),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(key, format!("invalid URL {raw:?}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// A URL as it may be shown (previews, errors): a password in it is replaced by `***`.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut u = url.clone();
+    let _ = u.set_password(Some("***"));
+    u.to_string()
+}
+
+/// Whether a header or variable name says its value is a credential (`Authorization`,
+/// `X-Api-Key`, `GITHUB_TOKEN`...): previews show `<hidden>` for it.
+pub fn is_sensitive_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "auth",
+        "token",
+        "secret",
+        "passw",
+        "key",
+        "cookie",
+        "credential",
+        "session",
+        "signature",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 /// `base` joined with an absolute API path, keeping any path prefix of `base`
@@ -354,9 +571,15 @@ async fn send_2xx(
 ) -> Result<reqwest::Response, ActionError> {
     let resp = req.send().await.map_err(|e| {
         if hide_url {
-            classify_transport(&e.without_url())
-        } else {
-            classify_transport(&e)
+            return classify_transport(&e.without_url());
+        }
+        // A password in the URL (`https://user:pass@host/`) is not shown either.
+        match e.url().filter(|u| u.password().is_some()).cloned() {
+            Some(mut u) => {
+                let _ = u.set_password(Some("***"));
+                classify_transport(&e.with_url(u))
+            }
+            None => classify_transport(&e),
         }
     })?;
     let status = resp.status();
@@ -382,6 +605,233 @@ pub async fn body_snippet(resp: reqwest::Response, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{FieldValue, Kind};
+
+    /// The rows of the first `| Key |` table of each `## <type>` section of docs/actions.md,
+    /// as (key, default, meaning); and the `| Type | Keys |` table of the types not supported
+    /// yet, as (type, keys).
+    type KeyRows = Vec<(String, String, String)>;
+    type Sections = Vec<(String, KeyRows)>;
+    type TypeKeys = Vec<(String, Vec<String>)>;
+
+    fn docs_tables() -> (Sections, TypeKeys) {
+        let text = include_str!("../../docs/actions.md");
+        let cells = |line: &str| -> Vec<String> {
+            line.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        let code = |cell: &str| -> String { cell.split('`').nth(1).unwrap_or("").to_string() };
+        let mut sections: Sections = Vec::new();
+        let mut pending = Vec::new();
+        let mut in_keys = false;
+        let mut in_types = false;
+        let mut seen_table = false;
+        for line in text.lines() {
+            if let Some(title) = line.strip_prefix("## ") {
+                sections.push((title.trim().to_string(), Vec::new()));
+                (in_keys, in_types, seen_table) = (false, false, false);
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_keys = false;
+                in_types = false;
+                continue;
+            }
+            let c = cells(line);
+            if c[0] == "Key" && !seen_table {
+                (in_keys, seen_table) = (true, true);
+            } else if c[0] == "Type" && c.get(1).is_some_and(|k| k == "Keys") {
+                in_types = true;
+            } else if c[0].starts_with("---") {
+            } else if in_keys {
+                let row = (code(&c[0]), c[1].clone(), c[2].clone());
+                sections.last_mut().expect("a section").1.push(row);
+            } else if in_types {
+                let keys = c[1]
+                    .split(',')
+                    .map(code)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                pending.push((code(&c[0]), keys));
+            }
+        }
+        (sections, pending)
+    }
+
+    #[test]
+    fn docs_list_exactly_the_declared_keys_of_each_action() {
+        let (sections, pending) = docs_tables();
+        for t in REGISTRY {
+            if t.build.is_none() {
+                let Some((_, keys)) = pending.iter().find(|(n, _)| n == t.name) else {
+                    panic!(
+                        "docs/actions.md: `{}` is not in the table of types not supported yet",
+                        t.name
+                    );
+                };
+                let declared: Vec<&str> = t.keys.iter().map(|k| k.name).collect();
+                assert_eq!(
+                    keys, &declared,
+                    "docs/actions.md, not supported yet: `{}`",
+                    t.name
+                );
+                continue;
+            }
+            let Some((_, rows)) = sections.iter().find(|(title, _)| title == t.name) else {
+                panic!("docs/actions.md has no `## {}` section", t.name);
+            };
+            let documented: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let declared: Vec<&str> = t.keys.iter().map(|k| k.name).collect();
+            assert_eq!(
+                documented, declared,
+                "docs/actions.md, `## {}`: keys",
+                t.name
+            );
+            for (spec, (key, default, meaning)) in t.keys.iter().zip(rows) {
+                // A required key shows "required", or when it is required in some cases
+                // only, its declared default ("required unless `use-mx`").
+                let want = match (spec.required, spec.default) {
+                    (true, "") => "required",
+                    (_, d) => d,
+                };
+                assert!(
+                    !spec.required || want.starts_with("required"),
+                    "{}.{key}",
+                    t.name
+                );
+                assert_eq!(default, want, "docs/actions.md, {}.{key}: default", t.name);
+                assert!(
+                    !spec.doc.is_empty() && meaning.starts_with(spec.doc),
+                    "docs/actions.md, {}.{key}: the meaning must start with the declared doc {:?}, found {meaning:?}",
+                    t.name,
+                    spec.doc
+                );
+                assert_eq!(
+                    spec.is_secret(),
+                    meaning.to_ascii_lowercase().contains("a secret"),
+                    "docs/actions.md, {}.{key}: says it is a secret exactly when it is one",
+                    t.name
+                );
+            }
+        }
+        let names: Vec<&str> = REGISTRY.iter().map(|t| t.name).collect();
+        for (name, _) in &pending {
+            assert!(
+                names.contains(&name.as_str()),
+                "docs/actions.md lists unknown type {name}"
+            );
+        }
+    }
+
+    fn test_ctx() -> BuildContext {
+        crate::install_crypto_provider();
+        BuildContext {
+            http: reqwest::Client::new(),
+            aqua_server: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_postee_type_has_one_row_and_the_schema_follows_the_registry() {
+        let names: Vec<&str> = REGISTRY.iter().map(|t| t.name).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for t in [
+            "stdout",
+            "webhook",
+            "http",
+            "exec",
+            "slack",
+            "teams",
+            "email",
+            "opsgenie",
+            "pagerduty",
+            "splunk",
+        ] {
+            assert!(is_implemented(t), "{t}");
+        }
+        for t in [
+            "jira",
+            "servicenow",
+            "nexusiq",
+            "dependencytrack",
+            "kubernetes",
+            "docker",
+            "awssecurityhub",
+        ] {
+            assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
+        }
+        assert_eq!(schema().type_names(), names);
+        for t in REGISTRY {
+            assert_eq!(schema().keys(t.name), Some(t.keys));
+            for k in t.keys {
+                assert_eq!(k.name, k.name.to_ascii_lowercase(), "{}.{}", t.name, k.name);
+            }
+        }
+    }
+
+    /// A required key is one whose absence `validate` reports, by its name.
+    #[test]
+    fn validating_no_keys_reports_each_required_key_missing() {
+        let ctx = test_ctx();
+        for t in REGISTRY {
+            let Some(build) = t.build else { continue };
+            let v = build("a", &Fields::new(t.keys), &ctx);
+            let errs = v.config.err().unwrap_or_default();
+            for k in t.keys {
+                let reported = errs.iter().any(|e| e.key == k.name);
+                // An optional key is reported missing only when what it defaults to is
+                // missing too (email `sender` defaults to `user`).
+                let falls_back = k.default.starts_with('`') && k.default.ends_with('`');
+                assert!(
+                    reported == k.required || reported && falls_back,
+                    "{}.{}: required {}, reported in {errs:?}",
+                    t.name,
+                    k.name,
+                    k.required
+                );
+            }
+        }
+    }
+
+    /// Secret values given to every implemented type's secret keys, valid or not, never show
+    /// up in a problem `build` reports.
+    #[test]
+    fn load_problems_never_contain_a_secret_value() {
+        let ctx = test_ctx();
+        for t in REGISTRY {
+            let Some(build) = t.build else { continue };
+            for value in [
+                "not a url value-sec-1",
+                "ftp://h/value-sec-2",
+                "https://h/value-sec-3",
+            ] {
+                let mut f = Fields::new(t.keys);
+                for k in t.keys.iter().filter(|k| k.kind == Kind::Secret) {
+                    f.set(k.name, FieldValue::Secret(Secret::new(value)));
+                }
+                let mut problems = Problems::default();
+                let cfg = ActionConfig {
+                    name: "a".into(),
+                    kind: t.name.into(),
+                    enable: true,
+                    runs_on: None,
+                    retry: Default::default(),
+                    concurrency: 1,
+                    fields: f.clone(),
+                };
+                let _ = super::build(&cfg, &ctx, &mut problems);
+                let v = build("a", &f, &ctx);
+                let shown = format!("{problems} {:?} {:?}", v.warnings, v.config.err());
+                assert!(!shown.contains("value-sec"), "{}: {shown}", t.name);
+            }
+        }
+    }
 
     #[test]
     fn http_statuses_are_classified_for_retries() {

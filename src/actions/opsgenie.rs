@@ -21,22 +21,152 @@
 //! Success: any 2xx (OpsGenie answers `202`; processing is asynchronous). 429 (with
 //! `Retry-After`), 408 and 5xx are transient; other 4xx (401 bad key, 422 bad field) permanent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message, base_url_key, join_path,
-    send_expecting_2xx, timeout_key, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated, join_path,
+    send_expecting_2xx, shown_url, truncate_chars,
 };
-use crate::config::{ActionConfig, Secret};
+use crate::config::{Fields, KeySpec, Kind, Secret};
 
 pub const DEFAULT_API_URL: &str = "https://api.opsgenie.com";
 pub const DEFAULT_PRIORITY: &str = "P3";
 const MAX_MESSAGE: usize = 130;
 const MAX_DESCRIPTION: usize = 15_000;
 const MAX_ALIAS: usize = 512;
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required(
+        "token",
+        Kind::Secret,
+        "API key of an OpsGenie API integration, a secret.",
+    ),
+    KeySpec::optional(
+        "user",
+        Kind::Expand,
+        "none",
+        "The alert's `user` (display name of the request owner).",
+    ),
+    KeySpec::optional(
+        "assignee",
+        Kind::StrList,
+        "none",
+        "User names (emails), sent as `responders` of type `user`.",
+    ),
+    KeySpec::optional(
+        "recipients",
+        Kind::StrList,
+        "none",
+        "User names, sent as `visibleTo` of type `user`.",
+    ),
+    KeySpec::optional("tags", Kind::StrList, "none", "Tags of every alert."),
+    KeySpec::optional(
+        "priority",
+        Kind::Str,
+        "`P3`",
+        "`P1`...`P5` (any case); anything else is a load error.",
+    ),
+    KeySpec::optional(
+        "alias",
+        Kind::Str,
+        "the delivery id",
+        "OpsGenie's de-duplication key (see below).",
+    ),
+    KeySpec::optional("entity", Kind::Str, "none", "The alert's entity."),
+    KeySpec::optional(
+        "api-url",
+        Kind::Str,
+        "`https://api.opsgenie.com`",
+        "API base; EU accounts use `https://api.eu.opsgenie.com`.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit of one request, a Go duration.",
+    ),
+];
+
+/// A valid opsgenie action.
+#[derive(Debug, Clone)]
+pub struct OpsGenieConfig {
+    /// `{api-url}/v2/alerts`.
+    pub endpoint: reqwest::Url,
+    pub token: Secret,
+    pub user: Option<String>,
+    pub assignee: Vec<String>,
+    pub recipients: Vec<String>,
+    pub tags: Vec<String>,
+    pub priority: String,
+    pub alias: Option<String>,
+    pub entity: Option<String>,
+    pub timeout: Duration,
+}
+
+/// `P1`…`P5`, any case.
+pub fn parse_priority(s: &str) -> Option<String> {
+    let p = s.trim().to_ascii_uppercase();
+    matches!(p.as_str(), "P1" | "P2" | "P3" | "P4" | "P5").then_some(p)
+}
+
+pub fn validate(f: &Fields) -> Validated<OpsGenieConfig> {
+    let mut c = Check::default();
+    let token = c.required_secret(f, "token", "the OpsGenie API key is required");
+    let priority = match f.non_empty("priority") {
+        None => DEFAULT_PRIORITY.to_string(),
+        Some(p) => parse_priority(p).unwrap_or_else(|| {
+            c.error(
+                "priority",
+                format!("invalid priority {p:?}: use P1, P2, P3, P4 or P5"),
+            );
+            DEFAULT_PRIORITY.to_string()
+        }),
+    };
+    let base = c.base_url(f, "api-url", DEFAULT_API_URL);
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    let non_empty = |k: &str| f.non_empty(k).map(str::to_string);
+    let config = match (base, token) {
+        (Some(base), Some(token)) => Some(OpsGenieConfig {
+            endpoint: join_path(&base, "/v2/alerts"),
+            token,
+            user: non_empty("user"),
+            assignee: f.list("assignee"),
+            recipients: f.list("recipients"),
+            tags: f.list("tags"),
+            priority,
+            alias: non_empty("alias"),
+            entity: non_empty("entity"),
+            timeout,
+        }),
+        _ => None,
+    };
+    c.finish(config)
+}
+
+pub fn build(
+    name: &str,
+    cfg: OpsGenieConfig,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(OpsGenie {
+        name: name.to_string(),
+        endpoint: cfg.endpoint,
+        token: cfg.token,
+        user: cfg.user,
+        assignee: cfg.assignee,
+        recipients: cfg.recipients,
+        tags: cfg.tags,
+        priority: cfg.priority,
+        alias: cfg.alias,
+        entity: cfg.entity,
+        timeout: cfg.timeout,
+        http: ctx.http.clone(),
+    }))
+}
 
 pub struct OpsGenie {
     name: String,
@@ -53,55 +183,7 @@ pub struct OpsGenie {
     http: reqwest::Client,
 }
 
-/// `P1`…`P5`, any case.
-pub fn parse_priority(s: &str) -> Option<String> {
-    let p = s.trim().to_ascii_uppercase();
-    matches!(p.as_str(), "P1" | "P2" | "P3" | "P4" | "P5").then_some(p)
-}
-
 impl OpsGenie {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let token = f.secret("token").filter(|t| !t.expose().trim().is_empty());
-        if token.is_none() {
-            errs.push((
-                "token".into(),
-                "missing: the OpsGenie API key is required".into(),
-            ));
-        }
-        let priority = match f.non_empty("priority") {
-            None => DEFAULT_PRIORITY.to_string(),
-            Some(p) => parse_priority(p).unwrap_or_else(|| {
-                errs.push((
-                    "priority".into(),
-                    format!("invalid priority {p:?}: use P1, P2, P3, P4 or P5"),
-                ));
-                DEFAULT_PRIORITY.to_string()
-            }),
-        };
-        let base = base_url_key(cfg, "api-url", DEFAULT_API_URL, errs);
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
-        let non_empty = |k: &str| f.non_empty(k).map(str::to_string);
-        Some(OpsGenie {
-            name: cfg.name.clone(),
-            endpoint: join_path(&base?, "/v2/alerts"),
-            token: token?,
-            user: non_empty("user"),
-            assignee: f.list("assignee"),
-            recipients: f.list("recipients"),
-            tags: f.list("tags"),
-            priority,
-            alias: non_empty("alias"),
-            entity: non_empty("entity"),
-            timeout,
-            http: ctx.http.clone(),
-        })
-    }
-
     /// The create-alert request body.
     pub fn body(&self, msg: &Message) -> Value {
         let c = &msg.content;
@@ -208,7 +290,7 @@ impl Action for OpsGenie {
     fn preview(&self, msg: &Message) -> Value {
         json!({
             "method": "POST",
-            "url": self.endpoint.as_str(),
+            "url": shown_url(&self.endpoint),
             "timeout": format!("{:?}", self.timeout),
             "headers": {"Content-Type": "application/json", "Authorization": "GenieKey <hidden>"},
             "body": self.body(msg),
@@ -219,6 +301,28 @@ impl Action for OpsGenie {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_needs_a_token_and_checks_priority_and_api_url() {
+        use crate::config::FieldValue;
+        let mut f = Fields::new(KEYS);
+        f.set("token", FieldValue::Secret(Secret::new("genie-1")));
+        f.set(
+            "api-url",
+            FieldValue::Str("https://proxy.example/og/".into()),
+        );
+        f.set("priority", FieldValue::Str("p1".into()));
+        let cfg = validate(&f).config.unwrap();
+        assert_eq!(cfg.endpoint.as_str(), "https://proxy.example/og/v2/alerts");
+        assert_eq!(cfg.priority, "P1");
+        assert_eq!(cfg.token.expose(), "genie-1");
+        let mut f = Fields::new(KEYS);
+        f.set("token", FieldValue::Secret(Secret::new("  ")));
+        f.set("priority", FieldValue::Str("urgent".into()));
+        let errs = validate(&f).config.unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["token", "priority"]);
+    }
 
     #[test]
     fn priorities_are_p1_to_p5_in_any_case() {

@@ -15,20 +15,90 @@
 //! Success: any 2xx (PagerDuty answers `202`). 429 (with `Retry-After`), 408 and 5xx are
 //! transient; 400 (invalid event) and other 4xx are permanent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message, base_url_key, join_path,
-    rfc3339_now, send_expecting_2xx, timeout_key, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated, join_path,
+    rfc3339_now, send_expecting_2xx, shown_url, truncate_chars,
 };
-use crate::config::{ActionConfig, Secret};
+use crate::config::{Fields, KeySpec, Kind, Secret};
 
 pub const DEFAULT_API_URL: &str = "https://events.pagerduty.com";
 const MAX_SUMMARY: usize = 1024;
 const MAX_DEDUP_KEY: usize = 255;
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required(
+        "pagerduty-routing-key",
+        Kind::Secret,
+        "Integration key of an Events API v2 integration, a secret.",
+    ),
+    KeySpec::optional(
+        "pagerduty-auth-token",
+        Kind::Secret,
+        "none",
+        "Accepted for Postee configs, a secret. The Events API does not use it, so unlike Postee it is optional.",
+    ),
+    KeySpec::optional(
+        "api-url",
+        Kind::Str,
+        "`https://events.pagerduty.com`",
+        "API base.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit of one request, a Go duration.",
+    ),
+];
+
+/// A valid pagerduty action.
+#[derive(Debug, Clone)]
+pub struct PagerDutyConfig {
+    /// `{api-url}/v2/enqueue`.
+    pub endpoint: reqwest::Url,
+    pub routing_key: Secret,
+    pub timeout: Duration,
+}
+
+pub fn validate(f: &Fields) -> Validated<PagerDutyConfig> {
+    let mut c = Check::default();
+    let routing_key = c.required_secret(
+        f,
+        "pagerduty-routing-key",
+        "pagerduty routing key is required to send events",
+    );
+    let base = c.base_url(f, "api-url", DEFAULT_API_URL);
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    let config = match (base, routing_key) {
+        (Some(base), Some(routing_key)) => Some(PagerDutyConfig {
+            endpoint: join_path(&base, "/v2/enqueue"),
+            routing_key,
+            timeout,
+        }),
+        _ => None,
+    };
+    c.finish(config)
+}
+
+pub fn build(
+    name: &str,
+    cfg: PagerDutyConfig,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(PagerDuty {
+        name: name.to_string(),
+        endpoint: cfg.endpoint,
+        routing_key: cfg.routing_key,
+        timeout: cfg.timeout,
+        http: ctx.http.clone(),
+    }))
+}
 
 pub struct PagerDuty {
     name: String,
@@ -39,32 +109,6 @@ pub struct PagerDuty {
 }
 
 impl PagerDuty {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let routing_key = f
-            .secret("pagerduty-routing-key")
-            .filter(|k| !k.expose().trim().is_empty());
-        if routing_key.is_none() {
-            errs.push((
-                "pagerduty-routing-key".into(),
-                "missing: pagerduty routing key is required to send events".into(),
-            ));
-        }
-        let base = base_url_key(cfg, "api-url", DEFAULT_API_URL, errs);
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
-        Some(PagerDuty {
-            name: cfg.name.clone(),
-            endpoint: join_path(&base?, "/v2/enqueue"),
-            routing_key: routing_key?,
-            timeout,
-            http: ctx.http.clone(),
-        })
-    }
-
     fn body(&self, msg: &Message, routing_key: &str, timestamp: &str) -> Value {
         json!({
             "routing_key": routing_key,
@@ -126,7 +170,7 @@ impl Action for PagerDuty {
     fn preview(&self, msg: &Message) -> Value {
         json!({
             "method": "POST",
-            "url": self.endpoint.as_str(),
+            "url": shown_url(&self.endpoint),
             "timeout": format!("{:?}", self.timeout),
             "headers": {"Content-Type": "application/json"},
             "body": self.body(msg, "<hidden>", "<time of sending>"),
@@ -137,6 +181,29 @@ impl Action for PagerDuty {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_needs_the_routing_key_not_the_auth_token() {
+        use crate::config::FieldValue;
+        let mut f = Fields::new(KEYS);
+        f.set(
+            "pagerduty-auth-token",
+            FieldValue::Secret(Secret::new("auth-1")),
+        );
+        let errs = validate(&f).config.unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].key, "pagerduty-routing-key");
+        f.set(
+            "pagerduty-routing-key",
+            FieldValue::Secret(Secret::new("routing-2")),
+        );
+        let cfg = validate(&f).config.unwrap();
+        assert_eq!(
+            cfg.endpoint.as_str(),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        assert_eq!(cfg.routing_key.expose(), "routing-2");
+    }
 
     #[test]
     fn long_delivery_ids_are_hashed_to_fit_pagerduty() {

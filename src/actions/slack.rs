@@ -24,17 +24,17 @@
 //! `channel_is_archived`) are permanent.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message,
-    send_expecting_2xx_secret_url, timeout_key, truncate_chars, url_key,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
+    send_expecting_2xx_secret_url, truncate_chars,
 };
-use crate::config::ActionConfig;
+use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
 /// Slack's limit of blocks in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -43,31 +43,51 @@ pub const MAX_TEXT: usize = 3000;
 /// Deliveries whose progress is remembered at most (oldest forgotten first).
 const MAX_REMEMBERED: usize = 10_000;
 
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required(
+        "url",
+        Kind::Secret,
+        "The incoming webhook URL. A secret: it carries the webhook's key, so it is never shown.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit of one request, a Go duration.",
+    ),
+];
+
+/// A valid slack action.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub url: SecretUrl,
+    pub timeout: Duration,
+}
+
+pub fn validate(f: &Fields) -> Validated<SlackConfig> {
+    let mut c = Check::default();
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    let url = c.secret_url(f);
+    c.finish(url.map(|url| SlackConfig { url, timeout }))
+}
+
+pub fn build(name: &str, cfg: SlackConfig, ctx: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Slack {
+        name: name.to_string(),
+        url: cfg.url,
+        timeout: cfg.timeout,
+        http: ctx.http.clone(),
+        progress: Mutex::new(HashMap::new()),
+    }))
+}
+
 pub struct Slack {
     name: String,
-    url: reqwest::Url,
+    url: SecretUrl,
     timeout: Duration,
     http: reqwest::Client,
     /// Delivery id → messages of it Slack already accepted (for multi-message deliveries).
     progress: Mutex<HashMap<String, usize>>,
-}
-
-impl Slack {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-    ) -> Option<Self> {
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
-        let url = url_key(cfg, errs)?;
-        Some(Slack {
-            name: cfg.name.clone(),
-            url,
-            timeout,
-            http: ctx.http.clone(),
-            progress: Mutex::new(HashMap::new()),
-        })
-    }
 }
 
 /// Escapes the three characters Slack gives a meaning to in text.
@@ -219,7 +239,7 @@ impl Action for Slack {
         for (i, payload) in messages.iter().enumerate().skip(done) {
             let req = self
                 .http
-                .post(self.url.clone())
+                .post(self.url.expose().clone())
                 .timeout(self.timeout)
                 .json(payload);
             let res = send_expecting_2xx_secret_url(req, |status, body| {
@@ -272,6 +292,33 @@ impl Action for Slack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{FieldValue, Secret};
+
+    #[test]
+    fn validate_keeps_the_url_secret_even_when_it_is_invalid() {
+        let mut f = Fields::new(KEYS);
+        f.set(
+            "url",
+            FieldValue::Secret(Secret::new("https://hooks.slack.com/services/T0/B0/key-1")),
+        );
+        let cfg = validate(&f).config.unwrap();
+        assert_eq!(cfg.url.expose().path(), "/services/T0/B0/key-1");
+        assert!(!format!("{cfg:?}").contains("key-1"));
+        f.set(
+            "url",
+            FieldValue::Secret(Secret::new("hooks.slack.com/services/T0/B0/key-2")),
+        );
+        let errs = validate(&f).config.unwrap_err();
+        assert_eq!(errs[0].key, "url");
+        assert!(
+            errs[0]
+                .message
+                .starts_with("not a valid URL (value hidden)")
+        );
+        assert!(!errs[0].message.contains("key-2"), "{}", errs[0].message);
+        let errs = validate(&Fields::new(KEYS)).config.unwrap_err();
+        assert_eq!(errs[0].message, "missing: the URL to send to is required");
+    }
 
     #[test]
     fn postee_block_lists_parse_with_a_trailing_comma_or_without_brackets() {

@@ -20,128 +20,160 @@
 //! "server is busy") are transient; 400 (invalid data), 401/403 (token) are permanent. HEC has
 //! no idempotency key on this endpoint: a retry after a lost response can index an event twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message, send_expecting_2xx,
-    timeout_key, url_key,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
+    send_expecting_2xx, shown_url,
 };
-use crate::config::{ActionConfig, Problems, Secret};
+use crate::config::{Fields, KeySpec, Kind, Secret};
 
 pub const DEFAULT_SIZE_LIMIT: usize = 10_000;
 /// Fields dropped, in order, from an event over the size limit (Postee's order).
 const TRIMMABLE: &[&str] = &["resources", "malware", "sensitive_data"];
 
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required(
+        "url",
+        Kind::Str,
+        "HEC base URL. `/services/collector` is appended (unless it is already there).",
+    ),
+    KeySpec::required("token", Kind::Secret, "HEC token, a secret."),
+    KeySpec::optional(
+        "size-limit",
+        Kind::Int,
+        "`10000`",
+        "Bytes; `0` means the default; below 10000 is a warning (as Postee).",
+    ),
+    KeySpec::optional(
+        "tls-verify",
+        Kind::Bool,
+        "`false`",
+        "**Inverted, as in Postee: `true` turns certificate verification OFF.**",
+    ),
+    KeySpec::optional(
+        "insecure-skip-verify",
+        Kind::Bool,
+        "`false`",
+        "The unambiguous spelling: `true` turns verification off.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit of one request, a Go duration.",
+    ),
+];
+
+/// A valid splunk action.
+#[derive(Debug, Clone)]
+pub struct SplunkConfig {
+    /// `<url>/services/collector`.
+    pub endpoint: reqwest::Url,
+    pub token: Secret,
+    pub size_limit: usize,
+    pub skip_verify: bool,
+    pub timeout: Duration,
+}
+
+pub fn validate(f: &Fields) -> Validated<SplunkConfig> {
+    let mut c = Check::default();
+    let token = c.required_secret(f, "token", "the HTTP Event Collector token is required");
+    let size_limit = match f.int("size-limit") {
+        None | Some(0) => DEFAULT_SIZE_LIMIT,
+        Some(n) if n < 0 => {
+            c.error("size-limit", "must be a number of bytes, 0 or more");
+            DEFAULT_SIZE_LIMIT
+        }
+        Some(n) => {
+            if (n as usize) < DEFAULT_SIZE_LIMIT {
+                c.warn(
+                    "size-limit",
+                    format!("{n} is below the recommended 10000 bytes; big scans will be trimmed or refused"),
+                );
+            }
+            n as usize
+        }
+    };
+    let skip_verify = match (f.bool("insecure-skip-verify"), f.bool("tls-verify")) {
+        (Some(a), Some(b)) if a != b => {
+            c.error(
+                "tls-verify",
+                format!(
+                    "contradicts insecure-skip-verify: {a} (for splunk, Postee's `tls-verify: true` means skip verification); remove tls-verify"
+                ),
+            );
+            a
+        }
+        (Some(a), _) => a,
+        (None, Some(true)) => {
+            c.warn(
+                "tls-verify",
+                "for splunk, `tls-verify: true` turns certificate verification OFF (Postee's inverted meaning, kept for compatibility); write `insecure-skip-verify: true` to say so, or remove it to verify",
+            );
+            true
+        }
+        (None, _) => false,
+    };
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    let url = c.url(f);
+    let config = match (url, token) {
+        (Some(url), Some(token)) => {
+            let endpoint = if url
+                .path()
+                .trim_end_matches('/')
+                .ends_with("/services/collector")
+            {
+                url
+            } else {
+                super::join_path(&url, "/services/collector")
+            };
+            Some(SplunkConfig {
+                endpoint,
+                token,
+                size_limit,
+                skip_verify,
+                timeout,
+            })
+        }
+        _ => None,
+    };
+    c.finish(config)
+}
+
+pub fn build(name: &str, cfg: SplunkConfig, ctx: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    let http = if cfg.skip_verify {
+        reqwest::Client::builder()
+            .user_agent(concat!("postee/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+    } else {
+        ctx.http.clone()
+    };
+    Ok(Arc::new(Splunk {
+        name: name.to_string(),
+        cfg,
+        http,
+    }))
+}
+
 pub struct Splunk {
     name: String,
-    endpoint: reqwest::Url,
-    token: Secret,
-    size_limit: usize,
-    skip_verify: bool,
-    timeout: Duration,
+    cfg: SplunkConfig,
     http: reqwest::Client,
 }
 
 impl Splunk {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-        problems: &mut Problems,
-    ) -> Option<Self> {
-        let f = &cfg.fields;
-        let path = format!("actions[{}]", cfg.name);
-        let token = f.secret("token").filter(|t| !t.expose().trim().is_empty());
-        if token.is_none() {
-            errs.push((
-                "token".into(),
-                "missing: the HTTP Event Collector token is required".into(),
-            ));
-        }
-        let size_limit = match f.int("size-limit") {
-            None | Some(0) => DEFAULT_SIZE_LIMIT,
-            Some(n) if n < 0 => {
-                errs.push((
-                    "size-limit".into(),
-                    "must be a number of bytes, 0 or more".into(),
-                ));
-                DEFAULT_SIZE_LIMIT
-            }
-            Some(n) => {
-                if (n as usize) < DEFAULT_SIZE_LIMIT {
-                    problems.warn(
-                        format!("{path}.size-limit"),
-                        format!("{n} is below the recommended 10000 bytes; big scans will be trimmed or refused"),
-                    );
-                }
-                n as usize
-            }
-        };
-        let skip_verify = match (f.bool("insecure-skip-verify"), f.bool("tls-verify")) {
-            (Some(a), Some(b)) if a != b => {
-                errs.push((
-                    "tls-verify".into(),
-                    format!(
-                        "contradicts insecure-skip-verify: {a} (for splunk, Postee's `tls-verify: true` means skip verification); remove tls-verify"
-                    ),
-                ));
-                a
-            }
-            (Some(a), _) => a,
-            (None, Some(true)) => {
-                problems.warn(
-                    format!("{path}.tls-verify"),
-                    "for splunk, `tls-verify: true` turns certificate verification OFF (Postee's inverted meaning, kept for compatibility); write `insecure-skip-verify: true` to say so, or remove it to verify",
-                );
-                true
-            }
-            (None, _) => false,
-        };
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
-        let url = url_key(cfg, errs)?;
-        let endpoint = if url
-            .path()
-            .trim_end_matches('/')
-            .ends_with("/services/collector")
-        {
-            url
-        } else {
-            super::join_path(&url, "/services/collector")
-        };
-        let http = if skip_verify {
-            match reqwest::Client::builder()
-                .user_agent(concat!("postee/", env!("CARGO_PKG_VERSION")))
-                .tls_danger_accept_invalid_certs(true)
-                .build()
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    errs.push((String::new(), format!("cannot build the HTTP client: {e}")));
-                    return None;
-                }
-            }
-        } else {
-            ctx.http.clone()
-        };
-        Some(Splunk {
-            name: cfg.name.clone(),
-            endpoint,
-            token: token?,
-            size_limit,
-            skip_verify,
-            timeout,
-            http,
-        })
-    }
-
     /// The request body, trimmed to the size limit as Postee does.
     pub fn body(&self, description: &str) -> Result<String, ActionError> {
         let mut event: Value = serde_json::from_str(description)
             .unwrap_or_else(|_| Value::String(description.to_string()));
-        let limit = self.size_limit.saturating_sub(32);
+        let limit = self.cfg.size_limit.saturating_sub(32);
         let mut encoded = event.to_string();
         for field in TRIMMABLE {
             if encoded.len() < limit {
@@ -162,7 +194,7 @@ impl Splunk {
                 "Scan result for \"{image}\" is large for \"{}\", its size is {} (limit {})",
                 self.name,
                 encoded.len(),
-                self.size_limit
+                self.cfg.size_limit
             )));
         }
         Ok(format!(
@@ -185,9 +217,12 @@ impl Action for Splunk {
         let body = self.body(&msg.content.description)?;
         let req = self
             .http
-            .post(self.endpoint.clone())
-            .timeout(self.timeout)
-            .header("Authorization", format!("Splunk {}", self.token.expose()))
+            .post(self.cfg.endpoint.clone())
+            .timeout(self.cfg.timeout)
+            .header(
+                "Authorization",
+                format!("Splunk {}", self.cfg.token.expose()),
+            )
             .header("Content-Type", "application/json")
             .body(body);
         send_expecting_2xx(req, |status, body| {
@@ -204,9 +239,9 @@ impl Action for Splunk {
         };
         json!({
             "method": "POST",
-            "url": self.endpoint.as_str(),
-            "tls_verify": !self.skip_verify,
-            "timeout": format!("{:?}", self.timeout),
+            "url": shown_url(&self.cfg.endpoint),
+            "tls_verify": !self.cfg.skip_verify,
+            "timeout": format!("{:?}", self.cfg.timeout),
             "headers": {"Content-Type": "application/json", "Authorization": "Splunk <hidden>"},
             "body": body,
         })
@@ -220,11 +255,13 @@ mod tests {
     fn splunk(limit: usize) -> Splunk {
         Splunk {
             name: "s".into(),
-            endpoint: reqwest::Url::parse("http://127.0.0.1/services/collector").unwrap(),
-            token: Secret::new("t"),
-            size_limit: limit,
-            skip_verify: false,
-            timeout: DEFAULT_SEND_TIMEOUT,
+            cfg: SplunkConfig {
+                endpoint: reqwest::Url::parse("http://127.0.0.1/services/collector").unwrap(),
+                token: Secret::new("t"),
+                size_limit: limit,
+                skip_verify: false,
+                timeout: DEFAULT_SEND_TIMEOUT,
+            },
             http: {
                 crate::install_crypto_provider();
                 reqwest::Client::new()
@@ -251,6 +288,28 @@ mod tests {
             e.to_string()
                 .contains("Scan result for \"alpine\" is large")
         );
+    }
+
+    #[test]
+    fn validate_reads_tls_keys_with_postee_inverted_meaning() {
+        use crate::config::FieldValue;
+        let mut f = Fields::new(KEYS);
+        f.set("url", FieldValue::Str("https://splunk.example:8088".into()));
+        f.set("token", FieldValue::Secret(Secret::new("hec-1")));
+        f.set("tls-verify", FieldValue::Bool(true));
+        f.set("size-limit", FieldValue::Int(500));
+        let v = validate(&f);
+        let warned: Vec<&str> = v.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(warned, ["size-limit", "tls-verify"]);
+        let cfg = v.config.unwrap();
+        assert!(cfg.skip_verify);
+        assert_eq!(
+            cfg.endpoint.as_str(),
+            "https://splunk.example:8088/services/collector"
+        );
+        f.set("insecure-skip-verify", FieldValue::Bool(false));
+        let errs = validate(&f).config.unwrap_err();
+        assert_eq!(errs[0].key, "tls-verify");
     }
 
     #[test]

@@ -2,10 +2,27 @@
 //! (spec §6.18). Useful to try a config and for container log collectors.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Action, ActionError, Message};
+use super::{Action, ActionError, BuildContext, Check, Message, Validated};
+use crate::config::{Fields, KeySpec};
+
+/// No keys of its own.
+pub(crate) const KEYS: &[KeySpec] = &[];
+
+/// Nothing to configure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdoutConfig;
+
+pub fn validate(_: &Fields) -> Validated<StdoutConfig> {
+    Check::default().finish(Some(StdoutConfig))
+}
+
+pub fn build(name: &str, _: StdoutConfig, _: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Stdout::new(name)))
+}
 
 pub struct Stdout {
     name: String,

@@ -20,19 +20,40 @@
 //! transient when it mentions HTTP 429 or a 5xx, permanent otherwise. Other statuses are
 //! classified as usual (429 with `Retry-After`, 408, 5xx transient; other 4xx permanent).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, DEFAULT_SEND_TIMEOUT, Message, body_snippet,
-    send_expecting_2xx_secret_url, timeout_key, url_key,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
+    body_snippet, send_expecting_2xx_secret_url,
 };
-use crate::config::ActionConfig;
+use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
 /// Postee's limit for the description before the short message is used.
 pub const MAX_BODY: usize = 18_000;
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required(
+        "url",
+        Kind::Secret,
+        "The webhook URL. A secret: it carries the webhook's key, so it is never shown.",
+    ),
+    KeySpec::optional(
+        "teams-format",
+        Kind::Str,
+        "`messagecard`",
+        "`messagecard`: Postee's payload for connectors. `workflows`: an Adaptive Card for Workflows webhooks.",
+    ),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`30s`",
+        "Time limit of one request, a Go duration.",
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -40,9 +61,54 @@ pub enum Format {
     Workflows,
 }
 
+/// A valid teams action.
+#[derive(Debug, Clone)]
+pub struct TeamsConfig {
+    pub url: SecretUrl,
+    pub format: Format,
+    pub timeout: Duration,
+}
+
+pub fn validate(f: &Fields) -> Validated<TeamsConfig> {
+    let mut c = Check::default();
+    let format = match f
+        .non_empty("teams-format")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("messagecard") => Format::MessageCard,
+        Some("workflows") => Format::Workflows,
+        Some(other) => {
+            c.error(
+                "teams-format",
+                format!("unknown format {other:?}: use `messagecard` (default) or `workflows`"),
+            );
+            Format::MessageCard
+        }
+    };
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    let url = c.secret_url(f);
+    c.finish(url.map(|url| TeamsConfig {
+        url,
+        format,
+        timeout,
+    }))
+}
+
+pub fn build(name: &str, cfg: TeamsConfig, ctx: &BuildContext) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Teams {
+        name: name.to_string(),
+        url: cfg.url,
+        format: cfg.format,
+        timeout: cfg.timeout,
+        aqua_server: ctx.aqua_server.clone(),
+        http: ctx.http.clone(),
+    }))
+}
+
 pub struct Teams {
     name: String,
-    url: reqwest::Url,
+    url: SecretUrl,
     format: Format,
     timeout: Duration,
     aqua_server: String,
@@ -50,39 +116,6 @@ pub struct Teams {
 }
 
 impl Teams {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-    ) -> Option<Self> {
-        let format = match cfg
-            .fields
-            .non_empty("teams-format")
-            .map(|s| s.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("messagecard") => Format::MessageCard,
-            Some("workflows") => Format::Workflows,
-            Some(other) => {
-                errs.push((
-                    "teams-format".into(),
-                    format!("unknown format {other:?}: use `messagecard` (default) or `workflows`"),
-                ));
-                Format::MessageCard
-            }
-        };
-        let timeout = timeout_key(cfg, DEFAULT_SEND_TIMEOUT, errs);
-        let url = url_key(cfg, errs)?;
-        Some(Teams {
-            name: cfg.name.clone(),
-            url,
-            format,
-            timeout,
-            aqua_server: ctx.aqua_server.clone(),
-            http: ctx.http.clone(),
-        })
-    }
-
     pub fn payload(&self, msg: &Message) -> Value {
         let c = &msg.content;
         match self.format {
@@ -244,7 +277,7 @@ impl Action for Teams {
     async fn send(&self, msg: &Message) -> Result<(), ActionError> {
         let req = self
             .http
-            .post(self.url.clone())
+            .post(self.url.expose().clone())
             .timeout(self.timeout)
             .json(&self.payload(msg));
         let resp = send_expecting_2xx_secret_url(req, |status, body| {
@@ -283,6 +316,33 @@ impl Action for Teams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{FieldValue, Secret};
+
+    #[test]
+    fn validate_reads_the_format_and_hides_a_bad_url() {
+        let mut f = Fields::new(KEYS);
+        f.set(
+            "url",
+            FieldValue::Secret(Secret::new("https://x.webhook.office.com/webhookb2/key-1")),
+        );
+        f.set("teams-format", FieldValue::Str("Workflows".into()));
+        let cfg = validate(&f).config.unwrap();
+        assert_eq!(cfg.format, Format::Workflows);
+        f.set(
+            "url",
+            FieldValue::Secret(Secret::new("x.webhook.office.com/key-2")),
+        );
+        f.set("teams-format", FieldValue::Str("adaptive".into()));
+        let errs = validate(&f).config.unwrap_err();
+        let shown: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("teams-format: unknown format \"adaptive\""));
+        assert!(shown[1].starts_with("url: not a valid URL (value hidden)"));
+        assert!(!shown.concat().contains("key-2"));
+    }
 
     #[test]
     fn short_messages_follow_postee_variants() {

@@ -4,37 +4,60 @@
 //! Differences from Postee: any 2xx is success (Postee accepts only 200), and every request
 //! carries `Idempotency-Key` so a receiver can drop a retried duplicate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Action, ActionError, BuildContext, Message, send_expecting_2xx, timeout_key, url_key};
-use crate::config::ActionConfig;
+use super::{
+    Action, ActionError, BuildContext, Check, Message, Validated, send_expecting_2xx, shown_url,
+};
+use crate::config::{Fields, KeySpec, Kind};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::required("url", Kind::Str, "Where to POST: an `http` or `https` URL."),
+    KeySpec::optional(
+        "timeout",
+        Kind::Str,
+        "`120s`",
+        "Time limit of one request, a Go duration (`300ms`, `10s`, `1m30s`, `2h`).",
+    ),
+];
+
+/// A valid webhook action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub url: reqwest::Url,
+    pub timeout: Duration,
+}
+
+pub fn validate(f: &Fields) -> Validated<WebhookConfig> {
+    let mut c = Check::default();
+    let timeout = c.timeout(f, DEFAULT_TIMEOUT);
+    let url = c.url(f);
+    c.finish(url.map(|url| WebhookConfig { url, timeout }))
+}
+
+pub fn build(
+    name: &str,
+    cfg: WebhookConfig,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Action>, String> {
+    Ok(Arc::new(Webhook {
+        name: name.to_string(),
+        url: cfg.url,
+        timeout: cfg.timeout,
+        http: ctx.http.clone(),
+    }))
+}
 
 pub struct Webhook {
     name: String,
     url: reqwest::Url,
     timeout: Duration,
     http: reqwest::Client,
-}
-
-impl Webhook {
-    pub fn build(
-        cfg: &ActionConfig,
-        ctx: &BuildContext,
-        errs: &mut Vec<(String, String)>,
-    ) -> Option<Self> {
-        let timeout = timeout_key(cfg, DEFAULT_TIMEOUT, errs);
-        let url = url_key(cfg, errs)?;
-        Some(Webhook {
-            name: cfg.name.clone(),
-            url,
-            timeout,
-            http: ctx.http.clone(),
-        })
-    }
 }
 
 #[async_trait]
@@ -68,7 +91,7 @@ impl Action for Webhook {
     fn preview(&self, msg: &Message) -> serde_json::Value {
         serde_json::json!({
             "method": "POST",
-            "url": self.url.as_str(),
+            "url": shown_url(&self.url),
             "timeout": format!("{:?}", self.timeout),
             "headers": {
                 "Content-Type": "application/json",
@@ -76,5 +99,38 @@ impl Action for Webhook {
             },
             "body": msg.content.description,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FieldValue;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        let mut f = Fields::new(KEYS);
+        for (k, v) in pairs {
+            f.set(k, FieldValue::Str(v.to_string()));
+        }
+        f
+    }
+
+    #[test]
+    fn validate_reads_url_and_timeout_and_reports_every_problem() {
+        let v = validate(&fields(&[("url", "https://h/x"), ("timeout", "2s")]));
+        let cfg = v.config.unwrap();
+        assert_eq!(cfg.url.as_str(), "https://h/x");
+        assert_eq!(cfg.timeout, Duration::from_secs(2));
+        let v = validate(&fields(&[("url", "https://h/x"), ("timeout", "0")]));
+        assert_eq!(v.config.unwrap().timeout, DEFAULT_TIMEOUT);
+        let errs = validate(&fields(&[("timeout", "60sm")]))
+            .config
+            .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["timeout", "url"]);
+        let errs = validate(&fields(&[("url", "ftp://h/")]))
+            .config
+            .unwrap_err();
+        assert!(errs[0].message.contains("unsupported scheme `ftp`"));
     }
 }

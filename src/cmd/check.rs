@@ -2,13 +2,12 @@
 
 use super::build_app;
 use crate::cli::{CheckArgs, cfgfile_for_subcommand};
-use crate::config;
 
 /// Validates a config (parse, types, references, Rego compile, url templates) and prints
 /// every problem. Exit status 1 on any error (or any warning with `--strict`).
 pub async fn check(args: CheckArgs) -> i32 {
     let path = cfgfile_for_subcommand(args.cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
+    let (cfg, mut problems) = crate::actions::load_config(&path);
     let app = match &cfg {
         Some(c) => build_app(c, args.strict, &mut problems).await,
         None => None,

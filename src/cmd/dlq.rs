@@ -1,7 +1,6 @@
 //! `postee dlq list|replay`: dead letters while the service is stopped.
 
 use crate::cli::{DlqArgs, DlqCommand, cfgfile_for_subcommand};
-use crate::config;
 
 /// `postee dlq list|replay`.
 pub fn dlq(args: DlqArgs) -> i32 {
@@ -63,7 +62,7 @@ pub fn dlq(args: DlqArgs) -> i32 {
             }
             // Refuse to queue deliveries for actions the config no longer has.
             let cfg_path = cfgfile_for_subcommand(args.cfgfile);
-            let known: Option<Vec<String>> = match config::load_file(&cfg_path) {
+            let known: Option<Vec<String>> = match crate::actions::load_config(&cfg_path) {
                 (Some(c), _) => Some(
                     c.actions
                         .iter()

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::app::{self, App, Paths};
 use crate::cli::cfgfile_for_subcommand;
-use crate::config::{self, Config, Problems};
+use crate::config::{Config, Problems};
 
 /// The data directory: `--data-dir`/`POSTEE_DATA_DIR`, else the directory of `PATH_TO_DB`,
 /// else `$XDG_DATA_HOME/postee`, `~/.local/share/postee`, or `./postee-data`.
@@ -56,7 +56,7 @@ pub async fn build_app(cfg: &Config, strict: bool, problems: &mut Problems) -> O
 /// Loads a config (it must load without errors; warnings go to standard error).
 pub async fn load_app(cfgfile: Option<PathBuf>) -> Result<App, String> {
     let path = cfgfile_for_subcommand(cfgfile);
-    let (cfg, mut problems) = config::load_file(&path);
+    let (cfg, mut problems) = crate::actions::load_config(&path);
     let app = match &cfg {
         Some(c) => build_app(c, false, &mut problems).await,
         None => None,

@@ -173,7 +173,7 @@ async fn serve(args: ServeArgs) -> Result<i32, Failed> {
 
 /// Loads and builds the config; warnings are logged, problems end the start.
 async fn load(cfg_path: &Path, strict: bool) -> Result<(config::Config, Arc<App>), Failed> {
-    let (cfg, mut problems) = config::load_file(cfg_path);
+    let (cfg, mut problems) = crate::actions::load_config(cfg_path);
     let app = match &cfg {
         Some(cfg) => build_app(cfg, strict, &mut problems).await,
         None => None,

@@ -5,18 +5,25 @@
 //! match case-insensitively, scalars coerce to strings, YAML 1.1 `yes/no` work as booleans,
 //! unknown keys become warnings naming the closest valid key, and *every* problem is reported
 //! at once with its place (`actions[my-slack].url`).
+//!
+//! The keys of each action type are declared by the action itself (`actions/<type>.rs`);
+//! the reader gets them as a [`Schema`] (`actions::schema()`), so this module does not depend
+//! on `actions`.
 
 pub mod duration;
+pub mod keys;
 pub mod problems;
+mod reader;
 pub mod secret;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use keys::{FieldValue, Fields, KeySpec, Kind, Schema};
 pub use problems::{Problem, Problems, Severity};
-pub use secret::Secret;
+use reader::{Reader, item_path, type_name};
+pub use secret::{Secret, SecretUrl};
 
 /// A whole config file, parsed and type-checked (references are checked by `app::build`).
 #[derive(Debug, Clone, Default)]
@@ -142,95 +149,6 @@ impl Default for RetryPolicy {
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const RETRY_KEYS: &[&str] = &["max-attempts", "max-age", "initial-delay", "max-delay"];
 
-/// How a key's value is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Str,
-    /// A string that Postee expands from `$VAR` (user names); printable.
-    Expand,
-    /// A secret: `$VAR`, `env:VAR`, `file:PATH` or literal; never printed.
-    Secret,
-    Bool,
-    Int,
-    StrList,
-    StrMap,
-    /// Map of header name to list of values (http `headers`).
-    StrListMap,
-    /// kubernetes `kube-actions: {labels: {...}, annotations: {...}}`.
-    KubeActions,
-}
-
-/// A type-checked value of one action key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
-    Str(String),
-    Secret(Secret),
-    Bool(bool),
-    Int(i64),
-    List(Vec<String>),
-    Map(BTreeMap<String, String>),
-    ListMap(BTreeMap<String, Vec<String>>),
-    Kube {
-        labels: BTreeMap<String, String>,
-        annotations: BTreeMap<String, String>,
-    },
-}
-
-/// The keys an action entry set (absent and null keys are not here).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(pub BTreeMap<String, FieldValue>);
-
-impl Fields {
-    pub fn str(&self, key: &str) -> Option<&str> {
-        match self.0.get(key) {
-            Some(FieldValue::Str(s)) => Some(s),
-            Some(FieldValue::Secret(s)) => Some(s.expose()),
-            _ => None,
-        }
-    }
-    /// A string key that is set and not blank.
-    pub fn non_empty(&self, key: &str) -> Option<&str> {
-        self.str(key).filter(|s| !s.trim().is_empty())
-    }
-    pub fn secret(&self, key: &str) -> Option<Secret> {
-        match self.0.get(key) {
-            Some(FieldValue::Secret(s)) => Some(s.clone()),
-            Some(FieldValue::Str(s)) => Some(Secret::new(s.clone())),
-            _ => None,
-        }
-    }
-    pub fn bool(&self, key: &str) -> Option<bool> {
-        match self.0.get(key) {
-            Some(FieldValue::Bool(b)) => Some(*b),
-            _ => None,
-        }
-    }
-    pub fn int(&self, key: &str) -> Option<i64> {
-        match self.0.get(key) {
-            Some(FieldValue::Int(i)) => Some(*i),
-            _ => None,
-        }
-    }
-    pub fn list(&self, key: &str) -> Vec<String> {
-        match self.0.get(key) {
-            Some(FieldValue::List(l)) => l.clone(),
-            _ => Vec::new(),
-        }
-    }
-    pub fn map(&self, key: &str) -> BTreeMap<String, String> {
-        match self.0.get(key) {
-            Some(FieldValue::Map(m)) => m.clone(),
-            _ => BTreeMap::new(),
-        }
-    }
-    pub fn list_map(&self, key: &str) -> BTreeMap<String, Vec<String>> {
-        match self.0.get(key) {
-            Some(FieldValue::ListMap(m)) => m.clone(),
-            _ => BTreeMap::new(),
-        }
-    }
-}
-
 /// Keys of the top-level section.
 pub const GENERAL_KEYS: &[&str] = &[
     "name",
@@ -274,187 +192,9 @@ pub const RULE_KEYS: &[&str] = &["name", "id"];
 pub const ACTION_COMMON_KEYS: &[&str] =
     &["name", "type", "enable", "runs-on", "retry", "concurrency"];
 
-/// Every action type Postee knows, with the keys it reads (spec §3.7) and their kinds.
-/// Ours, not Postee's: `timeout` of exec, slack, teams, splunk, email, opsgenie and pagerduty;
-/// `teams-format`; splunk `insecure-skip-verify`; email `smtp-tls` and `ca-file`; opsgenie and
-/// pagerduty `api-url` (see docs/actions.md).
-pub const ACTION_TYPES: &[(&str, &[(&str, Kind)])] = &[
-    ("stdout", &[]),
-    ("slack", &[("url", Kind::Secret), ("timeout", Kind::Str)]),
-    (
-        "teams",
-        &[
-            ("url", Kind::Secret),
-            ("teams-format", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    ("webhook", &[("url", Kind::Str), ("timeout", Kind::Str)]),
-    (
-        "splunk",
-        &[
-            ("url", Kind::Str),
-            ("token", Kind::Secret),
-            ("size-limit", Kind::Int),
-            ("tls-verify", Kind::Bool),
-            ("insecure-skip-verify", Kind::Bool),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "email",
-        &[
-            ("host", Kind::Str),
-            ("port", Kind::Int),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("sender", Kind::Str),
-            ("recipients", Kind::StrList),
-            ("client-host-name", Kind::Str),
-            ("use-mx", Kind::Bool),
-            ("smtp-tls", Kind::Str),
-            ("ca-file", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "jira",
-        &[
-            ("url", Kind::Str),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("token", Kind::Secret),
-            ("project-key", Kind::Str),
-            ("issuetype", Kind::Str),
-            ("priority", Kind::Str),
-            ("assignee", Kind::StrList),
-            ("labels", Kind::StrList),
-            ("fix-versions", Kind::StrList),
-            ("affects-versions", Kind::StrList),
-            ("unknowns", Kind::StrMap),
-            ("board", Kind::Str),
-            ("tls-verify", Kind::Bool),
-            ("sprint", Kind::Str),
-            ("summary", Kind::Str),
-        ],
-    ),
-    (
-        "servicenow",
-        &[
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("instance", Kind::Str),
-            ("board", Kind::Str),
-        ],
-    ),
-    (
-        "nexusiq",
-        &[
-            ("url", Kind::Str),
-            ("user", Kind::Expand),
-            ("password", Kind::Secret),
-            ("organization-id", Kind::Str),
-        ],
-    ),
-    (
-        "dependencytrack",
-        &[
-            ("url", Kind::Str),
-            ("dependency-track-api-key", Kind::Secret),
-        ],
-    ),
-    (
-        "opsgenie",
-        &[
-            ("token", Kind::Secret),
-            ("user", Kind::Expand),
-            ("assignee", Kind::StrList),
-            ("recipients", Kind::StrList),
-            ("tags", Kind::StrList),
-            ("priority", Kind::Str),
-            ("alias", Kind::Str),
-            ("entity", Kind::Str),
-            ("api-url", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "pagerduty",
-        &[
-            ("pagerduty-auth-token", Kind::Secret),
-            ("pagerduty-routing-key", Kind::Secret),
-            ("api-url", Kind::Str),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "exec",
-        &[
-            ("input-file", Kind::Str),
-            ("exec-script", Kind::Str),
-            ("env", Kind::StrList),
-            ("timeout", Kind::Str),
-        ],
-    ),
-    (
-        "http",
-        &[
-            ("url", Kind::Str),
-            ("method", Kind::Str),
-            ("headers", Kind::StrListMap),
-            ("timeout", Kind::Str),
-            ("body-file", Kind::Str),
-            ("body-content", Kind::Str),
-        ],
-    ),
-    (
-        "kubernetes",
-        &[
-            ("kube-namespace", Kind::Str),
-            ("kube-config-file", Kind::Str),
-            ("kube-label-selector", Kind::Str),
-            ("kube-actions", Kind::KubeActions),
-        ],
-    ),
-    (
-        "docker",
-        &[
-            ("docker-image-name", Kind::Str),
-            ("docker-cmd", Kind::StrList),
-            ("docker-env", Kind::StrList),
-            ("docker-network", Kind::Str),
-            ("docker-volume-mounts", Kind::StrMap),
-        ],
-    ),
-    ("awssecurityhub", &[]),
-];
-
-pub fn action_type_names() -> Vec<&'static str> {
-    ACTION_TYPES.iter().map(|(n, _)| *n).collect()
-}
-
-fn action_schema(kind: &str) -> Option<&'static [(&'static str, Kind)]> {
-    ACTION_TYPES
-        .iter()
-        .find(|(n, _)| *n == kind)
-        .map(|(_, k)| *k)
-}
-
-/// Every key any action type reads, to tell "typo" from "key of another type".
-fn all_action_keys() -> Vec<&'static str> {
-    let mut keys: Vec<&str> = ACTION_COMMON_KEYS.to_vec();
-    for (_, fields) in ACTION_TYPES {
-        for (k, _) in *fields {
-            if !keys.contains(k) {
-                keys.push(k);
-            }
-        }
-    }
-    keys
-}
-
-/// Reads and parses a config file. `None` when the file cannot be read or is not YAML.
-pub fn load_file(path: &Path) -> (Option<Config>, Problems) {
+/// Reads and parses a config file, actions against `schema`. `None` when the file cannot be
+/// read or is not YAML.
+pub fn load_file(path: &Path, schema: &Schema) -> (Option<Config>, Problems) {
     let mut problems = Problems::default();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -466,16 +206,16 @@ pub fn load_file(path: &Path) -> (Option<Config>, Problems) {
             return (None, problems);
         }
     };
-    let mut cfg = parse(&text, &mut problems);
+    let mut cfg = parse(&text, schema, &mut problems);
     if let Some(c) = cfg.as_mut() {
         c.source = Some(path.to_path_buf());
     }
     (cfg, problems)
 }
 
-/// Parses config text. Type errors and unknown keys go to `problems`; `None` only when the
-/// text is not a YAML mapping at all.
-pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
+/// Parses config text, actions against `schema` (their types and declared keys). Type errors
+/// and unknown keys go to `problems`; `None` only when the text is not a YAML mapping at all.
+pub fn parse(text: &str, schema: &Schema, problems: &mut Problems) -> Option<Config> {
     if text.contains("- type: common") {
         problems.warn(
             "",
@@ -504,7 +244,7 @@ pub fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
             return None;
         }
     };
-    let mut r = Reader { problems };
+    let mut r = Reader { problems, schema };
     let top = r.keys(&top, GENERAL_KEYS, "", "the top level");
     let mut cfg = Config {
         aqua_server: r
@@ -594,557 +334,35 @@ fn check_unique_names(cfg: &Config, problems: &mut Problems) {
     }
 }
 
-/// `routes[my-route]` when the item has a name, else `routes[3]`.
-fn item_path(section: &str, index: usize, item: &Map<String, Value>) -> String {
-    let name = item
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("name"))
-        .and_then(|(_, v)| scalar_string(v));
-    match name {
-        Some(n) if !n.is_empty() => format!("{section}[{n}]"),
-        _ => format!("{section}[{index}]"),
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
-fn scalar_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-struct Reader<'p> {
-    problems: &'p mut Problems,
-}
-
-impl Reader<'_> {
-    /// Normalises keys to their canonical (lower-case) spelling and reports unknown ones.
-    fn keys(
-        &mut self,
-        m: &Map<String, Value>,
-        known: &[&str],
-        path: &str,
-        what: &str,
-    ) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (k, v) in m {
-            let lk = k.to_ascii_lowercase();
-            if known.contains(&lk.as_str()) {
-                if out.contains_key(&lk) {
-                    self.problems.warn(
-                        join(path, k),
-                        format!("key `{lk}` is given more than once; the last one is used"),
-                    );
-                }
-                out.insert(lk, v.clone());
-            } else {
-                self.unknown_key(path, k, known, what);
-            }
-        }
-        out
-    }
-
-    fn unknown_key(&mut self, path: &str, key: &str, known: &[&str], what: &str) {
-        let hint = match problems::closest(key, known) {
-            Some(c) => format!("; did you mean `{c}`?"),
-            None => String::new(),
-        };
-        self.problems.warn(
-            join(path, key),
-            format!("unknown key `{key}` in {what} (ignored){hint}"),
-        );
-    }
-
-    fn string(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<String> {
-        let v = m.get(key)?;
-        if v.is_null() {
-            return None;
-        }
-        match scalar_string(v) {
-            Some(s) => Some(s),
-            None => {
-                self.problems.error(
-                    join(path, key),
-                    format!("expected a string, found {}", type_name(v)),
-                );
-                None
-            }
-        }
-    }
-
-    fn bool(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<bool> {
-        let v = m.get(key)?;
-        match v {
-            Value::Null => None,
-            Value::Bool(b) => Some(*b),
-            // YAML 1.1 booleans, which Postee's YAML library accepts.
-            Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "y" | "on" => Some(true),
-                "false" | "no" | "n" | "off" => Some(false),
-                _ => {
-                    self.problems.error(
-                        join(path, key),
-                        format!("expected true or false, found {s:?}"),
-                    );
-                    None
-                }
-            },
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!("expected true or false, found {}", type_name(other)),
-                );
-                None
-            }
-        }
-    }
-
-    fn int(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<i64> {
-        let v = m.get(key)?;
-        match v {
-            Value::Null => None,
-            Value::Number(n) if n.as_i64().is_some() => n.as_i64(),
-            Value::String(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!("expected a whole number, found {}", describe(other)),
-                );
-                None
-            }
-        }
-    }
-
-    fn str_list(&mut self, m: &Map<String, Value>, key: &str, path: &str) -> Option<Vec<String>> {
-        let v = m.get(key)?;
-        match v {
-            Value::Null => None,
-            Value::Array(items) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    match scalar_string(item) {
-                        Some(s) => out.push(s),
-                        None if item.is_null() => {}
-                        None => self.problems.error(
-                            format!("{}[{i}]", join(path, key)),
-                            format!("expected a string, found {}", type_name(item)),
-                        ),
-                    }
-                }
-                Some(out)
-            }
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!(
-                        "expected a list, found {} (write it as [{}])",
-                        type_name(other),
-                        scalar_string(other).unwrap_or_default()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn str_map(
-        &mut self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Option<BTreeMap<String, String>> {
-        let v = m.get(key)?;
-        match v {
-            Value::Null => None,
-            Value::Object(o) => {
-                let mut out = BTreeMap::new();
-                for (k, val) in o {
-                    match scalar_string(val) {
-                        Some(s) => {
-                            out.insert(k.clone(), s);
-                        }
-                        None if val.is_null() => {
-                            out.insert(k.clone(), String::new());
-                        }
-                        None => self.problems.error(
-                            format!("{}.{k}", join(path, key)),
-                            format!("expected a string, found {}", type_name(val)),
-                        ),
-                    }
-                }
-                Some(out)
-            }
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!("expected a mapping, found {}", type_name(other)),
-                );
-                None
-            }
-        }
-    }
-
-    fn str_list_map(
-        &mut self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Option<BTreeMap<String, Vec<String>>> {
-        let v = m.get(key)?;
-        match v {
-            Value::Null => None,
-            Value::Object(o) => {
-                let mut out = BTreeMap::new();
-                for (k, val) in o {
-                    let p = format!("{}.{k}", join(path, key));
-                    let vals = match val {
-                        Value::Array(items) => items.iter().filter_map(scalar_string).collect(),
-                        Value::Null => Vec::new(),
-                        other => match scalar_string(other) {
-                            Some(s) => vec![s],
-                            None => {
-                                self.problems.error(
-                                    p,
-                                    format!(
-                                        "expected a list of strings, found {}",
-                                        type_name(other)
-                                    ),
-                                );
-                                continue;
-                            }
-                        },
-                    };
-                    out.insert(k.clone(), vals);
-                }
-                Some(out)
-            }
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!("expected a mapping, found {}", type_name(other)),
-                );
-                None
-            }
-        }
-    }
-
-    fn list_of_maps(&mut self, top: &Map<String, Value>, key: &str) -> Vec<Map<String, Value>> {
-        match top.get(key) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        Value::Object(m) => out.push(m.clone()),
-                        other => self.problems.error(
-                            format!("{key}[{i}]"),
-                            format!("expected a mapping, found {}", describe(other)),
-                        ),
-                    }
-                }
-                out
-            }
-            Some(other) => {
-                self.problems
-                    .error(key, format!("expected a list, found {}", type_name(other)));
-                Vec::new()
-            }
-        }
-    }
-
-    fn route(&mut self, index: usize, item: &Map<String, Value>) -> RouteConfig {
-        let path = item_path("routes", index, item);
-        let m = self.keys(item, ROUTE_KEYS, &path, "a route");
-        let name = self.string(&m, "name", &path).unwrap_or_default();
-        if name.is_empty() {
-            self.problems.error(&path, "route has no `name`");
-        }
-        let mut route = RouteConfig {
-            name,
-            input: self.string(&m, "input", &path).unwrap_or_default(),
-            input_files: self.str_list(&m, "input-files", &path).unwrap_or_default(),
-            actions: self.str_list(&m, "actions", &path).unwrap_or_default(),
-            template: self.string(&m, "template", &path).unwrap_or_default(),
-            serialize_actions: self.bool(&m, "serialize-actions", &path).unwrap_or(false),
-            plugins: PluginsConfig::default(),
-        };
-        route.input_files.retain(|f| !f.is_empty());
-        match m.get("plugins") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(p)) => {
-                let ppath = join(&path, "plugins");
-                let p = self.keys(p, PLUGIN_KEYS, &ppath, "route plugins");
-                let pl = &mut route.plugins;
-                pl.aggregate_message_number = self
-                    .int(&p, "aggregate-message-number", &ppath)
-                    .unwrap_or(0);
-                if pl.aggregate_message_number < 0 {
-                    self.problems.error(
-                        join(&ppath, "aggregate-message-number"),
-                        "must be 0 or more",
-                    );
-                }
-                pl.unique_message_props = self
-                    .str_list(&p, "unique-message-props", &ppath)
-                    .unwrap_or_default();
-                for key in ["aggregate-message-timeout", "unique-message-timeout"] {
-                    if let Some(s) = self.string(&p, key, &ppath) {
-                        match duration::parse_plugin_timeout(&s) {
-                            Ok(secs) if key == "aggregate-message-timeout" => {
-                                pl.aggregate_message_timeout = secs
-                            }
-                            Ok(secs) => pl.unique_message_timeout = secs,
-                            Err(e) => self.problems.error(join(&ppath, key), e),
-                        }
-                    }
-                }
-            }
-            Some(other) => self.problems.error(
-                join(&path, "plugins"),
-                format!("expected a mapping, found {}", type_name(other)),
-            ),
-        }
-        route
-    }
-
-    fn template(&mut self, index: usize, item: &Map<String, Value>) -> TemplateConfig {
-        let path = item_path("templates", index, item);
-        let m = self.keys(item, TEMPLATE_KEYS, &path, "a template");
-        let name = self.string(&m, "name", &path).unwrap_or_default();
-        if name.is_empty() {
-            self.problems.error(&path, "template has no `name`");
-        }
-        let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
-        TemplateConfig {
-            name,
-            legacy_scan_renderer: non_empty(self.string(&m, "legacy-scan-renderer", &path)),
-            rego_package: non_empty(self.string(&m, "rego-package", &path)),
-            url: non_empty(self.string(&m, "url", &path)),
-            body: non_empty(self.string(&m, "body", &path)),
-        }
-    }
-
-    fn action(&mut self, index: usize, item: &Map<String, Value>) -> Option<ActionConfig> {
-        let path = item_path("actions", index, item);
-        // Common keys first, then the type decides which other keys are valid.
-        let mut common = Map::new();
-        let mut rest = Map::new();
-        for (k, v) in item {
-            let lk = k.to_ascii_lowercase();
-            if ACTION_COMMON_KEYS.contains(&lk.as_str()) {
-                common.insert(lk, v.clone());
-            } else {
-                rest.insert(k.clone(), v.clone());
-            }
-        }
-        let name = self.string(&common, "name", &path).unwrap_or_default();
-        if name.is_empty() {
-            self.problems.error(&path, "action has no `name`");
-        }
-        let raw_type = self.string(&common, "type", &path).unwrap_or_default();
-        let kind = raw_type.to_ascii_lowercase();
-        let enable = self.bool(&common, "enable", &path).unwrap_or(false);
-        let runs_on = self
-            .string(&common, "runs-on", &path)
-            .filter(|s| !s.is_empty());
-        let retry = self.retry(&common, &path);
-        let concurrency = match self.int(&common, "concurrency", &path) {
-            None => DEFAULT_CONCURRENCY,
-            Some(n) if (1..=1024).contains(&n) => n as usize,
-            Some(_) => {
-                self.problems
-                    .error(join(&path, "concurrency"), "must be between 1 and 1024");
-                DEFAULT_CONCURRENCY
-            }
-        };
-        let Some(schema) = action_schema(&kind) else {
-            let types = action_type_names();
-            let hint = match problems::closest(&kind, &types) {
-                Some(c) => format!("; did you mean `{c}`?"),
-                None => format!("; valid types: {}", types.join(", ")),
-            };
-            let msg = if kind.is_empty() {
-                format!("action has no `type`{hint}")
-            } else {
-                format!("unknown action type `{raw_type}`{hint}")
-            };
-            // Postee skips such an action; an enabled one is a real mistake.
-            if enable {
-                self.problems.error(join(&path, "type"), msg);
-            } else {
-                self.problems.warn(join(&path, "type"), msg);
-            }
-            return None;
-        };
-        let own: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
-        let all = all_action_keys();
-        let mut m = Map::new();
-        for (k, v) in &rest {
-            let lk = k.to_ascii_lowercase();
-            if own.contains(&lk.as_str()) {
-                m.insert(lk, v.clone());
-            } else if all.contains(&lk.as_str()) {
-                self.problems.warn(
-                    join(&path, k),
-                    format!("key `{lk}` is not used by action type `{kind}` (ignored)"),
-                );
-            } else {
-                let mut candidates = own.clone();
-                candidates.extend_from_slice(ACTION_COMMON_KEYS);
-                self.unknown_key(&path, k, &candidates, &format!("a `{kind}` action"));
-            }
-        }
-        let mut fields = Fields::default();
-        for (key, kind_of) in schema {
-            let value = match kind_of {
-                Kind::Str => self.string(&m, key, &path).map(FieldValue::Str),
-                Kind::Expand | Kind::Secret => self.string(&m, key, &path).map(|raw| {
-                    let (secret, err) = secret::resolve(&raw);
-                    if let Some(err) = err {
-                        let p = join(&path, key);
-                        match err {
-                            secret::SecretError::UnsetDollar(_) => {
-                                self.problems.warn(p, err.to_string())
-                            }
-                            _ => self.problems.error(p, err.to_string()),
-                        }
-                    }
-                    if *kind_of == Kind::Expand {
-                        FieldValue::Str(secret.expose().to_string())
-                    } else {
-                        FieldValue::Secret(secret)
-                    }
-                }),
-                Kind::Bool => self.bool(&m, key, &path).map(FieldValue::Bool),
-                Kind::Int => self.int(&m, key, &path).map(FieldValue::Int),
-                Kind::StrList => self.str_list(&m, key, &path).map(FieldValue::List),
-                Kind::StrMap => self.str_map(&m, key, &path).map(FieldValue::Map),
-                Kind::StrListMap => self.str_list_map(&m, key, &path).map(FieldValue::ListMap),
-                Kind::KubeActions => self.kube_actions(&m, key, &path),
-            };
-            if let Some(v) = value {
-                fields.0.insert(key.to_string(), v);
-            }
-        }
-        Some(ActionConfig {
-            name,
-            kind,
-            enable,
-            runs_on,
-            retry,
-            concurrency,
-            fields,
-        })
-    }
-
-    fn retry(&mut self, common: &Map<String, Value>, path: &str) -> RetryPolicy {
-        let mut policy = RetryPolicy::default();
-        let o = match common.get("retry") {
-            None | Some(Value::Null) => return policy,
-            Some(Value::Object(o)) => o,
-            Some(other) => {
-                self.problems.error(
-                    join(path, "retry"),
-                    format!(
-                        "expected a mapping of {}, found {}",
-                        RETRY_KEYS.join(", "),
-                        type_name(other)
-                    ),
-                );
-                return policy;
-            }
-        };
-        let p = join(path, "retry");
-        let o = self.keys(o, RETRY_KEYS, &p, "retry");
-        match self.int(&o, "max-attempts", &p) {
-            Some(n) if (1..=1000).contains(&n) => policy.max_attempts = n as u32,
-            Some(_) => self
-                .problems
-                .error(join(&p, "max-attempts"), "must be between 1 and 1000"),
-            None => {}
-        }
-        for (key, slot) in [
-            ("max-age", &mut policy.max_age),
-            ("initial-delay", &mut policy.initial_delay),
-            ("max-delay", &mut policy.max_delay),
-        ] {
-            if let Some(s) = self.string(&o, key, &p) {
-                match duration::parse_go_duration(&s) {
-                    Ok(d) if !d.is_zero() => *slot = d,
-                    Ok(_) => self.problems.error(join(&p, key), "must be more than 0"),
-                    Err(e) => self.problems.error(join(&p, key), e),
-                }
-            }
-        }
-        if policy.initial_delay > policy.max_delay {
-            self.problems
-                .error(&p, "initial-delay is longer than max-delay");
-        }
-        policy
-    }
-
-    fn kube_actions(
-        &mut self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Option<FieldValue> {
-        let v = m.get(key)?;
-        let o = match v {
-            Value::Null => return None,
-            Value::Object(o) => o,
-            other => {
-                self.problems.error(
-                    join(path, key),
-                    format!(
-                        "expected a mapping with `labels` and `annotations`, found {}",
-                        type_name(other)
-                    ),
-                );
-                return None;
-            }
-        };
-        let p = join(path, key);
-        let o = self.keys(o, &["labels", "annotations"], &p, "kube-actions");
-        Some(FieldValue::Kube {
-            labels: self.str_map(&o, "labels", &p).unwrap_or_default(),
-            annotations: self.str_map(&o, "annotations", &p).unwrap_or_default(),
-        })
-    }
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        Value::Number(n) => n.to_string(),
-        other => type_name(other).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A few action types, declared here so the reader is tested on its own (the real
+    /// declarations live with the actions).
+    const URL_TIMEOUT: &[KeySpec] = &[
+        KeySpec::known("url", Kind::Str),
+        KeySpec::known("timeout", Kind::Str),
+    ];
+    const SLACK: &[KeySpec] = &[KeySpec::known("url", Kind::Secret)];
+    const EMAIL: &[KeySpec] = &[
+        KeySpec::known("port", Kind::Int),
+        KeySpec::known("recipients", Kind::StrList),
+        KeySpec::known("password", Kind::Secret),
+    ];
+
+    fn schema() -> Schema {
+        Schema::new([
+            ("stdout", &[][..]),
+            ("webhook", URL_TIMEOUT),
+            ("slack", SLACK),
+            ("email", EMAIL),
+        ])
+    }
+
+    fn parse(text: &str, problems: &mut Problems) -> Option<Config> {
+        super::parse(text, &schema(), problems)
+    }
 
     fn parse_ok(text: &str) -> (Config, Problems) {
         let mut p = Problems::default();
@@ -1164,6 +382,24 @@ mod tests {
         assert!(a.enable);
         assert_eq!(a.fields.str("url"), Some("http://x"));
         assert_eq!(a.fields.str("timeout"), Some("10"));
+    }
+
+    #[test]
+    fn secret_keys_are_resolved_and_kept_wrapped() {
+        let (c, p) = parse_ok(
+            "actions:\n- name: s\n  type: slack\n  url: https://hooks.example/T0/key-1\n- name: e\n  type: email\n  password: env:POSTEE_TEST_NEVER_SET\n",
+        );
+        let s = &c.actions[0].fields;
+        assert_eq!(
+            s.secret("url").map(Secret::expose),
+            Some("https://hooks.example/T0/key-1")
+        );
+        assert!(!format!("{:?}", c.actions).contains("key-1"));
+        let e: Vec<String> = p.errors().map(|e| e.to_string()).collect();
+        assert_eq!(
+            e,
+            ["error: actions[e].password: environment variable POSTEE_TEST_NEVER_SET is not set"]
+        );
     }
 
     #[test]

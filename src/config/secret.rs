@@ -20,6 +20,64 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Empty or only white space (a required secret that is not really set).
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+/// A URL whose text is a secret (Slack and Teams webhook URLs: the path is the key).
+/// Prints as `<hidden>`; parse errors never repeat the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(reqwest::Url);
+
+/// Why a secret URL was refused; says nothing about the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretUrlError {
+    /// Not a URL at all (the parser's reason, which does not quote the input).
+    Invalid(String),
+    /// A URL whose scheme is not http or https (the scheme is not the secret part).
+    Scheme(String),
+}
+
+impl fmt::Display for SecretUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretUrlError::Invalid(e) => write!(f, "not a valid URL (value hidden): {e}"),
+            SecretUrlError::Scheme(s) => {
+                write!(f, "unsupported scheme `{s}` (use http or https)")
+            }
+        }
+    }
+}
+
+impl SecretUrl {
+    /// An http(s) URL from a secret value.
+    pub fn parse(secret: &Secret) -> Result<SecretUrl, SecretUrlError> {
+        match reqwest::Url::parse(secret.0.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(SecretUrl(u)),
+            Ok(u) => Err(SecretUrlError::Scheme(u.scheme().to_string())),
+            Err(e) => Err(SecretUrlError::Invalid(e.to_string())),
+        }
+    }
+
+    /// The real URL; call only where the request is made.
+    pub fn expose(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -138,6 +196,25 @@ mod tests {
             resolve_with("file:/nonexistent/x", env).1,
             Some(SecretError::File(..))
         ));
+    }
+
+    #[test]
+    fn secret_urls_never_print_not_even_when_invalid() {
+        let u = SecretUrl::parse(&Secret::new(" https://hooks.example/T0/B0/key-1 ")).unwrap();
+        assert_eq!(u.expose().path(), "/T0/B0/key-1");
+        assert_eq!(format!("{u} {u:?}"), "<hidden> <hidden>");
+        for bad in [
+            "hooks.example/key-2",
+            "https://[key-3",
+            "https://h:99999999/key-4",
+        ] {
+            let e = SecretUrl::parse(&Secret::new(bad)).unwrap_err().to_string();
+            assert!(e.starts_with("not a valid URL (value hidden)"), "{e}");
+            assert!(!e.contains("key-"), "{e}");
+        }
+        let e = SecretUrl::parse(&Secret::new("ftp://h/key-5")).unwrap_err();
+        assert_eq!(e, SecretUrlError::Scheme("ftp".into()));
+        assert!(!e.to_string().contains("key-5"));
     }
 
     #[test]

@@ -735,15 +735,15 @@ fn email_use_mx_sends_each_domain_its_recipients_and_a_retry_skips_delivered_dom
         smtp.port
     );
     let mut problems = postee::config::Problems::default();
-    let cfg = postee::config::parse(&yaml, &mut problems).unwrap();
-    let mut errs = Vec::new();
+    let cfg = postee::actions::parse_config(&yaml, &mut problems).unwrap();
     let resolver = Arc::new(FakeMx {
         lookups: Mutex::new(Vec::new()),
     });
-    let email = postee::actions::email::Email::build(&cfg.actions[0], &mut errs, &mut problems)
+    let valid = postee::actions::email::validate(&cfg.actions[0].fields);
+    assert!(valid.warnings.is_empty(), "{:?}", valid.warnings);
+    let email = postee::actions::email::Email::new("mx", valid.config.unwrap())
         .unwrap()
         .with_resolver(resolver.clone());
-    assert!(errs.is_empty(), "{errs:?}");
     let msg = Message {
         event_id: "ev1".into(),
         route: "r".into(),

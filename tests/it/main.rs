@@ -11,3 +11,4 @@ mod actions_messaging;
 mod cli;
 mod durability;
 mod e2e;
+mod secrets;
