@@ -199,60 +199,9 @@ pub fn validate(f: &Fields) -> Validated<EmailConfig> {
             "missing: the SMTP server is required (or set use-mx: true)",
         );
     }
-    let tls = match f
-        .non_empty("smtp-tls")
-        .map(|s| s.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None => {
-            if f.int("port") == Some(465) {
-                TlsMode::Implicit
-            } else {
-                TlsMode::Opportunistic
-            }
-        }
-        Some("opportunistic") => TlsMode::Opportunistic,
-        Some("starttls") => TlsMode::StartTls,
-        Some("implicit") | Some("smtps") => TlsMode::Implicit,
-        Some("none") => TlsMode::None,
-        Some(other) => {
-            c.error(
-                "smtp-tls",
-                format!("unknown value {other:?}: use opportunistic, starttls, implicit or none"),
-            );
-            TlsMode::Opportunistic
-        }
-    };
-    let port = match f.int("port") {
-        None | Some(0) => {
-            if tls == TlsMode::Implicit {
-                465
-            } else {
-                25
-            }
-        }
-        Some(p) if (1..=65535).contains(&p) => p as u16,
-        Some(p) => {
-            c.error("port", format!("{p} is not a TCP port"));
-            25
-        }
-    };
-    let ca = match f.non_empty("ca-file") {
-        None => None,
-        Some(file) => match std::fs::read(file) {
-            Ok(pem) => match Certificate::from_pem(&pem) {
-                Ok(_) => Some(pem),
-                Err(e) => {
-                    c.error("ca-file", format!("{file} is not a PEM certificate: {e}"));
-                    None
-                }
-            },
-            Err(e) => {
-                c.error("ca-file", format!("cannot read {file}: {e}"));
-                None
-            }
-        },
-    };
+    let tls = tls_mode(f, &mut c);
+    let port = port(f, tls, &mut c);
+    let ca = ca_file(f, &mut c);
     if ca.is_some() && tls == TlsMode::None {
         c.warn("ca-file", "unused: smtp-tls is none");
     }
@@ -277,7 +226,95 @@ pub fn validate(f: &Fields) -> Validated<EmailConfig> {
             "with smtp-tls: none the password is sent in clear text",
         );
     }
-    let sender = match f.non_empty("sender").map(str::trim).or(user.as_deref()) {
+    let sender = sender(f, user.as_deref(), &mut c);
+    let recipients = recipients(f, &mut c);
+    let hello = f
+        .non_empty("client-host-name")
+        .map(|h| h.trim().to_string());
+    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
+    c.finish(sender.map(|sender| EmailConfig {
+        host: host.unwrap_or_default(),
+        port,
+        tls,
+        ca,
+        credentials,
+        sender,
+        recipients,
+        hello,
+        use_mx,
+        timeout,
+    }))
+}
+
+/// `smtp-tls`, defaulting to implicit TLS on port 465.
+fn tls_mode(f: &Fields, c: &mut Check) -> TlsMode {
+    match f
+        .non_empty("smtp-tls")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None => {
+            if f.int("port") == Some(465) {
+                TlsMode::Implicit
+            } else {
+                TlsMode::Opportunistic
+            }
+        }
+        Some("opportunistic") => TlsMode::Opportunistic,
+        Some("starttls") => TlsMode::StartTls,
+        Some("implicit") | Some("smtps") => TlsMode::Implicit,
+        Some("none") => TlsMode::None,
+        Some(other) => {
+            c.error(
+                "smtp-tls",
+                format!("unknown value {other:?}: use opportunistic, starttls, implicit or none"),
+            );
+            TlsMode::Opportunistic
+        }
+    }
+}
+
+/// `port`, defaulting by the TLS mode.
+fn port(f: &Fields, tls: TlsMode, c: &mut Check) -> u16 {
+    match f.int("port") {
+        None | Some(0) => {
+            if tls == TlsMode::Implicit {
+                465
+            } else {
+                25
+            }
+        }
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => {
+            c.error("port", format!("{p} is not a TCP port"));
+            25
+        }
+    }
+}
+
+/// `ca-file`, read and checked at load.
+fn ca_file(f: &Fields, c: &mut Check) -> Option<Vec<u8>> {
+    match f.non_empty("ca-file") {
+        None => None,
+        Some(file) => match std::fs::read(file) {
+            Ok(pem) => match Certificate::from_pem(&pem) {
+                Ok(_) => Some(pem),
+                Err(e) => {
+                    c.error("ca-file", format!("{file} is not a PEM certificate: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                c.error("ca-file", format!("cannot read {file}: {e}"));
+                None
+            }
+        },
+    }
+}
+
+/// `sender`, defaulting to `user`.
+fn sender(f: &Fields, user: Option<&str>, c: &mut Check) -> Option<Mailbox> {
+    match f.non_empty("sender").map(str::trim).or(user) {
         None => {
             c.error("sender", "missing: set sender (or user, its default)");
             None
@@ -297,7 +334,11 @@ pub fn validate(f: &Fields) -> Validated<EmailConfig> {
                 None
             }
         },
-    };
+    }
+}
+
+/// `recipients`: at least one, each an address (or the owners placeholder).
+fn recipients(f: &Fields, c: &mut Check) -> Vec<String> {
     let recipients: Vec<String> = f
         .list("recipients")
         .into_iter()
@@ -314,22 +355,7 @@ pub fn validate(f: &Fields) -> Validated<EmailConfig> {
             c.error("recipients", format!("{r:?} is not an email address: {e}"));
         }
     }
-    let hello = f
-        .non_empty("client-host-name")
-        .map(|h| h.trim().to_string());
-    let timeout = c.timeout(f, DEFAULT_SEND_TIMEOUT);
-    c.finish(sender.map(|sender| EmailConfig {
-        host: host.unwrap_or_default(),
-        port,
-        tls,
-        ca,
-        credentials,
-        sender,
-        recipients,
-        hello,
-        use_mx,
-        timeout,
-    }))
+    recipients
 }
 
 pub fn build(name: &str, cfg: EmailConfig, _: &BuildContext) -> Result<Arc<dyn Action>, String> {

@@ -373,6 +373,8 @@ impl Reader<'_> {
         }
     }
 
+    // Long on purpose: the common keys, then the type's keys from the schema, then `retry`
+    // and `concurrency`, each reported with its place, in the order a user reads the entry.
     pub(super) fn action(
         &mut self,
         index: usize,

@@ -333,6 +333,9 @@ fn clear_field(s: &str) -> String {
 
 const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "negligible"];
 
+// Long on purpose: one linear pass that writes Postee's Go layout section by section, in
+// the order of its output; split up, the order of the output would be harder to check
+// against Postee's goldens.
 fn description(f: Format, scan: &Scan, aqua_server: &str, link: &str) -> String {
     let mut out = String::new();
     out.push_str(&f.p(&format!("Image name: {}", scan.image)));
