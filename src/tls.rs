@@ -21,14 +21,39 @@ fn env_path(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Picks or creates the certificate files. The `POSTEE_*` variables win over `AQUAALERT_*`.
-pub fn cert_files(data_dir: &Path) -> Result<CertFiles, String> {
+/// Why HTTPS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS file {0} does not exist")]
+    Missing(String),
+    #[error(
+        "set both POSTEE_CERT_PEM and POSTEE_KEY_PEM (or AQUAALERT_CERT_PEM and AQUAALERT_KEY_PEM), not one"
+    )]
+    OnlyOne,
+    #[error("cannot generate a TLS certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub fn cert_files(data_dir: &Path) -> Result<CertFiles, TlsError> {
     let cert = env_path(&["AQUAALERT_CERT_PEM", "POSTEE_CERT_PEM"]);
     let key = env_path(&["AQUAALERT_KEY_PEM", "POSTEE_KEY_PEM"]);
     match (cert, key) {
         (Some(cert), Some(key)) => {
             for p in [&cert, &key] {
                 if !p.is_file() {
-                    return Err(format!("TLS file {} does not exist", p.display()));
+                    return Err(TlsError::Missing(p.display().to_string()));
                 }
             }
             Ok(CertFiles {
@@ -37,10 +62,7 @@ pub fn cert_files(data_dir: &Path) -> Result<CertFiles, String> {
                 generated: false,
             })
         }
-        (Some(_), None) | (None, Some(_)) => Err(
-            "set both POSTEE_CERT_PEM and POSTEE_KEY_PEM (or AQUAALERT_CERT_PEM and AQUAALERT_KEY_PEM), not one"
-                .into(),
-        ),
+        (Some(_), None) | (None, Some(_)) => Err(TlsError::OnlyOne),
         (None, None) => {
             let cert = data_dir.join("cert.pem");
             let key = data_dir.join("key.pem");
@@ -62,7 +84,7 @@ pub fn cert_files(data_dir: &Path) -> Result<CertFiles, String> {
 }
 
 /// A self-signed certificate for `localhost`, `127.0.0.1`, `::1` and the host name.
-fn generate(cert_path: &Path, key_path: &Path) -> Result<(), String> {
+fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -74,16 +96,13 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), String> {
             names.push(h.to_string());
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate a TLS certificate: {e}"))?;
+    let ck = rcgen::generate_simple_self_signed(names)?;
     if let Some(dir) = cert_path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
     }
-    std::fs::write(cert_path, ck.cert.pem())
-        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    std::fs::write(cert_path, ck.cert.pem()).map_err(write_error(cert_path))?;
     write_private(key_path, ck.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+        .map_err(write_error(key_path))?;
     Ok(())
 }
 

@@ -136,7 +136,7 @@ impl Condition {
 
     /// Whether the event matches. An error (bad builtin use, time limit) is returned so the
     /// caller can log it with the route name; it counts as no match.
-    pub fn matches(&self, input: &Value) -> Result<bool, String> {
+    pub fn matches(&self, input: &Value) -> Result<bool, rego::RegoError> {
         let Some(engine) = &self.engine else {
             return Ok(true);
         };
@@ -152,7 +152,7 @@ impl Condition {
         }
         let mut e = engine.clone();
         rego::eval_bool(&mut e, input.clone(), "data.postee.allow")
-            .map_err(|e| rego::describe_error(&e))
+            .map_err(|e| rego::RegoError::new(rego::describe_error(&e)))
     }
 }
 
