@@ -207,7 +207,11 @@ async fn route_batch(
             .flat_map(|p| &p.routes)
             .filter_map(|rp| rp.dedup.as_ref().map(|(k, _)| k.as_str()))
             .collect();
-        let holds = s2.store.dedup_holds(keys).map_err(|e| e.to_string())?;
+        let holds = if keys.is_empty() {
+            Default::default()
+        } else {
+            s2.store.dedup_holds(keys).map_err(|e| e.to_string())?
+        };
         let mut decided = decide::decide_batch(plans, holds, &mut queues, now);
         decided.commit.checkpoint = checkpoint;
         for batch in std::mem::take(&mut decided.ready) {
