@@ -304,11 +304,22 @@ async fn attempt(
         _ => None,
     };
     let (reply, rx) = oneshot::channel();
+    // What is needed after the commit, without a copy of the (possibly large) content.
+    let mut shell = Delivery::new(
+        &delivery.event_id,
+        &delivery.route,
+        &delivery.action,
+        Rendered::default(),
+        delivery.created_at_ms,
+    );
+    shell.id.clone_from(&delivery.id);
+    shell.attempts = delivery.attempts;
     let commit = OutcomeCommit {
-        delivery: delivery.clone(),
+        delivery,
         outcome: outcome.clone(),
         next: next.clone(),
     };
+    let delivery = shell;
     let recorded = match outcomes.send(OutcomeRequest { commit, reply }) {
         Ok(()) => rx
             .await

@@ -34,14 +34,15 @@ pub(super) async fn run(
                 .iter()
                 .map(|r| r.commit.delivery.content.description.as_str()),
         );
-        let commits: Vec<OutcomeCommit> = batch.iter().map(|r| r.commit.clone()).collect();
+        let (commits, replies): (Vec<OutcomeCommit>, Vec<_>) =
+            batch.into_iter().map(|r| (r.commit, r.reply)).unzip();
         let (store, now) = (s.store.clone(), s.now());
         let res = tokio::task::spawn_blocking(move || store.record_outcomes(&commits, now))
             .await
             .map_err(|e| format!("outcome commit panicked: {e}"))
             .and_then(|r| r.map_err(|e| e.to_string()));
-        for r in batch {
-            let _ = r.reply.send(res.clone());
+        for reply in replies {
+            let _ = reply.send(res.clone());
         }
     }
 }
