@@ -19,7 +19,7 @@ use crate::app::BuiltAction;
 use crate::message::{Delivery, Rendered, Unrendered};
 use crate::routing::decide::next_in_chain;
 use crate::routing::plan;
-use crate::routing::retry::{self, Failure, RetryDecision};
+use crate::routing::retry::{Failure, RetryDecision};
 use crate::store::{Outcome, OutcomeCommit};
 
 /// One action's deliveries that are due, in memory, and the ones being sent.
@@ -284,7 +284,7 @@ async fn attempt(
                     ActionError::Permanent { .. } => None,
                 },
             };
-            match retry::decide(&built.retry, failure, now, rand::random::<f64>()) {
+            match built.retry.decide(failure, now, rand::random::<f64>()) {
                 RetryDecision::RetryAt(next_at) => Outcome::Retry {
                     next_at,
                     error: e.to_string(),

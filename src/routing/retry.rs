@@ -26,22 +26,26 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
 }
 
-/// Transient failures are retried with exponential backoff and full jitter, never sooner
-/// than `Retry-After`, while attempts stay under `max-attempts` and the next try falls within
-/// `max-age`; anything else is dead. `jitter` is in `[0, 1]`.
-pub fn decide(policy: &RetryPolicy, f: Failure, now: u64, jitter: f64) -> RetryDecision {
-    if !f.transient || f.attempts >= policy.max_attempts {
-        return RetryDecision::Dead;
-    }
-    let delay = backoff(policy, f.attempts, f.retry_after, jitter);
-    let next_at = now.saturating_add(delay.as_millis() as u64);
-    let deadline = f
-        .created_at_ms
-        .saturating_add(policy.max_age.as_millis() as u64);
-    if next_at <= deadline {
-        RetryDecision::RetryAt(next_at)
-    } else {
-        RetryDecision::Dead
+impl RetryPolicy {
+    /// What follows a failed attempt. Transient failures are retried with exponential
+    /// backoff and full jitter, never sooner than `Retry-After`, while attempts stay under
+    /// `max-attempts` and the next try falls within `max-age`; anything else is dead.
+    /// `jitter` is in `[0, 1]`. (The policy is read by the config module; the decision lives
+    /// here, with routing's other decisions.)
+    pub fn decide(&self, f: Failure, now: u64, jitter: f64) -> RetryDecision {
+        if !f.transient || f.attempts >= self.max_attempts {
+            return RetryDecision::Dead;
+        }
+        let delay = backoff(self, f.attempts, f.retry_after, jitter);
+        let next_at = now.saturating_add(delay.as_millis() as u64);
+        let deadline = f
+            .created_at_ms
+            .saturating_add(self.max_age.as_millis() as u64);
+        if next_at <= deadline {
+            RetryDecision::RetryAt(next_at)
+        } else {
+            RetryDecision::Dead
+        }
     }
 }
 
@@ -109,7 +113,7 @@ mod tests {
             (failure(1, true, None), 3_599_000, 1.0, RetryAt(3_600_000)),
         ];
         for (i, (f, now, jitter, want)) in cases.iter().enumerate() {
-            assert_eq!(decide(&policy(), *f, *now, *jitter), *want, "case {i}");
+            assert_eq!(policy().decide(*f, *now, *jitter), *want, "case {i}");
         }
     }
 
