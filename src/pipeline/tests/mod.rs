@@ -516,3 +516,38 @@ async fn a_failed_aggregation_is_a_dead_letter_that_a_replay_renders_again() {
     );
     h.pipeline.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_503_naming_a_task_that_is_down() {
+    crate::install_crypto_provider();
+    let h = Harness::start(test_limits(), 0, None);
+    let intake = crate::intake::Intake::new(h.pipeline.clone(), "k".into(), 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, crate::intake::router(intake))
+            .await
+            .unwrap()
+    });
+    let url = format!("http://{addr}/healthz");
+    let ok = reqwest::get(&url).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    h.post(r#"{"x":"fault:router-always"}"#).await;
+    tokio::time::timeout(Duration::from_secs(20), h.pipeline.fatal())
+        .await
+        .expect("given up on");
+    let down = reqwest::get(&url).await.unwrap();
+    assert_eq!(down.status().as_u16(), 503);
+    assert_eq!(down.headers()["retry-after"], "5");
+    let body: serde_json::Value = down.json().await.unwrap();
+    assert_eq!(body["status"], "failing");
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("router: panicked: injected router fault"),
+        "{body}"
+    );
+    server.abort();
+    h.pipeline.shutdown(Duration::from_secs(5)).await;
+}
