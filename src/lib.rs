@@ -7,6 +7,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dispatch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod rego;
 pub mod routing;
