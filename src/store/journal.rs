@@ -160,14 +160,13 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<(String, JournalEntry, u6
     if len > MAX_RECORD {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(io::ErrorKind::InvalidData, "torn record")
-        } else {
-            e
-        }
-    })?;
+    // The buffer grows with the bytes actually there: a damaged length field (up to 2 GiB)
+    // must not allocate that much up front (found by fuzzing).
+    let mut payload = Vec::with_capacity(len.min(1 << 20));
+    (&mut *r).take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() < len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "torn record"));
+    }
     if crc32fast::hash(&payload) != crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -680,6 +679,17 @@ mod tests {
         let (recs, _) = read(&d, start, w.end(), 10).unwrap();
         let ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["é".repeat(127).as_str(), "next"]);
+    }
+
+    #[test]
+    fn a_damaged_length_reads_as_a_torn_record() {
+        // A header claiming the largest length accepted, then a few bytes: an error, not an
+        // allocation of 2 GiB (libFuzzer's malloc limit caught that).
+        let mut bytes = (MAX_RECORD as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7]);
+        let err = read_record(&mut io::Cursor::new(bytes)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "torn record");
     }
 
     #[test]
