@@ -5,11 +5,13 @@
 
 pub mod actions;
 pub(crate) mod app;
-pub(crate) mod bundle;
+pub mod bundle;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod intake;
 pub mod message;
 pub(crate) mod pipeline;

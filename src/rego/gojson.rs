@@ -20,6 +20,13 @@ pub fn go_json_indent(v: &Value) -> Result<String, serde_json::Error> {
     Ok(out)
 }
 
+/// Compact Go-JSON of a serde_json value (the fuzzer checks both flavours agree).
+pub fn go_json_serde(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write(v, None, 0, &mut out);
+    out
+}
+
 fn newline(indent: Option<&str>, level: usize, out: &mut String) {
     if let Some(ind) = indent {
         out.push('\n');

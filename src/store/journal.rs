@@ -79,14 +79,14 @@ pub struct Record {
 fn encode(buf: &mut Vec<u8>, id: &str, e: &JournalEntry) {
     let at = buf.len();
     buf.extend_from_slice(&[0; HEADER]);
-    let id = &id.as_bytes()[..id.len().min(255)];
+    let id = prefix(id, 255);
     buf.push(id.len() as u8);
-    buf.extend_from_slice(id);
+    buf.extend_from_slice(id.as_bytes());
     match &e.route {
         Some(r) => {
-            let r = &r.as_bytes()[..r.len().min(0xFFFE)];
+            let r = prefix(r, 0xFFFE);
             buf.extend_from_slice(&(r.len() as u16).to_le_bytes());
-            buf.extend_from_slice(r);
+            buf.extend_from_slice(r.as_bytes());
         }
         None => buf.extend_from_slice(&0xFFFFu16.to_le_bytes()),
     }
@@ -97,6 +97,17 @@ fn encode(buf: &mut Vec<u8>, id: &str, e: &JournalEntry) {
     let crc = crc32fast::hash(payload);
     buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary: a cut inside a character would
+/// write a record that `decode` rejects, and reading would skip the rest of its segment
+/// (found by fuzzing).
+fn prefix(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
 }
 
 fn decode(payload: &[u8]) -> Option<(String, JournalEntry)> {
@@ -149,14 +160,13 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<(String, JournalEntry, u6
     if len > MAX_RECORD {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(io::ErrorKind::InvalidData, "torn record")
-        } else {
-            e
-        }
-    })?;
+    // The buffer grows with the bytes actually there: a damaged length field (up to 2 GiB)
+    // must not allocate that much up front (found by fuzzing).
+    let mut payload = Vec::with_capacity(len.min(1 << 20));
+    (&mut *r).take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() < len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "torn record"));
+    }
     if crc32fast::hash(&payload) != crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -656,6 +666,32 @@ mod tests {
         }
         assert_eq!(*done.lock().unwrap(), (0..200).collect::<Vec<_>>());
         assert!(syncer.broken().is_none());
+    }
+
+    #[test]
+    fn an_overlong_id_is_cut_at_a_character_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("j");
+        let mut w = JournalWriter::open(&d).unwrap();
+        let start = w.end();
+        // 260 bytes; byte 255 is inside the 128th `é`.
+        let long = "é".repeat(130);
+        let e = entry("{}", Some("r"));
+        append(&mut w, &[(&long, &e), ("next", &e)]);
+        let (recs, _) = read(&d, start, w.end(), 10).unwrap();
+        let ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["é".repeat(127).as_str(), "next"]);
+    }
+
+    #[test]
+    fn a_damaged_length_reads_as_a_torn_record() {
+        // A header claiming the largest length accepted, then a few bytes: an error, not an
+        // allocation of 2 GiB (libFuzzer's malloc limit caught that).
+        let mut bytes = (MAX_RECORD as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7]);
+        let err = read_record(&mut io::Cursor::new(bytes)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "torn record");
     }
 
     #[test]

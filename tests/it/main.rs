@@ -11,4 +11,5 @@ mod actions_messaging;
 mod cli;
 mod durability;
 mod e2e;
+mod fuzz_corpora;
 mod secrets;
