@@ -398,7 +398,8 @@ impl Pipeline {
     /// durable. What is not sent stays queued for the next start.
     pub async fn shutdown(&self, deadline: Duration) {
         self.accepting.store(false, Ordering::SeqCst);
-        let _ = self.shared.stop.send(true);
+        // send_replace: the value changes even when no task is listening any more.
+        self.shared.stop.send_replace(true);
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tasks) = tasks
             && tokio::time::timeout(deadline, tasks.join()).await.is_err()
