@@ -10,7 +10,7 @@ use super::{CHECKPOINT, Result, RoutingCommit, Store, decode};
 
 impl Store {
     /// Writes what routing decided, in one transaction (durable at the next flush). Returns
-    /// the commit's number (see [`Store::commit_seq`]).
+    /// the commit's number (commits are numbered in order; see `Store::gate`).
     pub fn commit_routing(&self, c: &RoutingCommit) -> Result<u64> {
         let txn = self.write(false)?;
         {

@@ -172,11 +172,6 @@ impl Store {
         Ok(txn)
     }
 
-    /// The number of the last routing or outcome commit.
-    pub fn commit_seq(&self) -> u64 {
-        self.commits.load(Ordering::SeqCst)
-    }
-
     /// Commits `txn` and numbers it, as one step for readers (see `gate`).
     fn commit_numbered(&self, txn: redb::WriteTransaction) -> Result<u64> {
         let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
+use redb::{ReadableTable, Table};
 
 use super::decode;
 use super::{DEAD, DEDUP, DUE, EVENTS, OUTBOX, due_key, due_prefix};
@@ -16,7 +16,7 @@ pub struct DueScan {
     pub due: Vec<Delivery>,
     /// When the first delivery not due yet is due (`None`: none).
     pub next_at: Option<u64>,
-    /// The number of the last commit the read saw (see [`Store::commit_seq`]).
+    /// The number of the last commit the read saw (commits are numbered in order; see `Store::gate`).
     pub seen: u64,
 }
 
@@ -107,14 +107,8 @@ impl Store {
         Ok((out, None))
     }
 
-    /// Number of deliveries not finished yet (all actions).
-    pub fn outbox_len(&self) -> Result<u64> {
-        let r = self.db.begin_read()?;
-        Ok(r.open_table(OUTBOX)?.len()?)
-    }
-
     /// Records many delivery outcomes in one transaction, each with the delivery its chain
-    /// queues next. Returns the commit's number (see [`Store::commit_seq`]).
+    /// queues next. Returns the commit's number (commits are numbered in order; see `Store::gate`).
     pub fn record_outcomes(&self, outcomes: &[OutcomeCommit], now: u64) -> Result<u64> {
         let txn = self.write(false)?;
         {

@@ -65,6 +65,17 @@ fn outcome(s: &Store, d: &Delivery, o: Outcome, now: u64) {
     s.record_outcomes(&[c], now).unwrap();
 }
 
+/// Deliveries not finished yet (all actions).
+fn outbox_len(s: &Store) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    s.db.begin_read()
+        .unwrap()
+        .open_table(OUTBOX)
+        .unwrap()
+        .len()
+        .unwrap()
+}
+
 fn routed(s: &Store, id: &str) -> EventRecord {
     match s.event(id).unwrap() {
         Some(EventView::Routed(r)) => r,
@@ -105,7 +116,7 @@ fn journal_routing_outbox_and_outcomes_round_trip() {
         },
         NOW,
     );
-    assert_eq!(s.outbox_len().unwrap(), 0);
+    assert_eq!(outbox_len(&s), 0);
     let ev = routed(&s, "e1");
     assert!(ev.finished());
     assert_eq!(ev.routes[0].actions[0].status, Status::Delivered);
@@ -195,7 +206,7 @@ fn serialized_actions_are_queued_one_after_the_other() {
     let b = due(&s, "b", NOW).remove(0);
     outcome(&s, &b, Outcome::Delivered, NOW);
     assert!(routed(&s, "e1").finished());
-    assert_eq!(s.outbox_len().unwrap(), 0);
+    assert_eq!(outbox_len(&s), 0);
 }
 
 #[test]
