@@ -349,7 +349,9 @@ async fn attempt(
     log_outcome(built, &delivery, &outcome, &res, elapsed_ms, now);
 }
 
-/// One structured line per delivery outcome.
+/// One structured line per delivery outcome: successes at `debug` (at thousands per second a
+/// line each costs more than the send; `/stats` counts them), retries and dead letters at
+/// `warn`.
 fn log_outcome(
     built: &BuiltAction,
     d: &Delivery,
@@ -361,7 +363,7 @@ fn log_outcome(
     let a = built.action.as_ref();
     let transient = res.as_ref().err().is_some_and(ActionError::is_transient);
     match outcome {
-        Outcome::Delivered => tracing::info!(
+        Outcome::Delivered => tracing::debug!(
             route = %d.route, action = %a.name(), kind = a.kind(), event_id = %d.event_id,
             attempt = d.attempts, outcome = "delivered", elapsed_ms, "delivery"
         ),

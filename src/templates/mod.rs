@@ -85,6 +85,14 @@ pub enum RenderError {
     Eval { template: String, message: String },
 }
 
+/// Bundled packages rendered natively: they only serialise the input, so the VM's set-up
+/// and the copy of the input into it are the whole cost of rendering them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Native {
+    /// `postee.rawmessage.json`: `title = "-"`, `result = jsonformat(input)`.
+    RawJson,
+}
+
 /// A compiled template, ready to render. Cloning shares the compiled modules.
 #[derive(Clone)]
 pub struct Template {
@@ -100,6 +108,9 @@ enum Kind {
         package: String,
         /// The VM program, for bundled packages (identical output, proven by the goldens).
         vm: Option<Arc<VmTemplate>>,
+        /// A native renderer for a bundled package whose result is plain serialisation
+        /// (identical output, proven against the interpreter on every fixture).
+        native: Option<Native>,
     },
     /// Query `data`; the first nested object with a `result` key is the result object.
     External { engine: Engine },
@@ -206,7 +217,17 @@ impl Template {
                 engine,
                 package,
                 vm,
+                native,
             } => {
+                if *native == Some(Native::RawJson) && input.as_object().is_ok() {
+                    let description =
+                        rego::go_json_indent(&input).map_err(|e| err(e.to_string()))?;
+                    return Ok(Rendered {
+                        title: "-".to_string(),
+                        description,
+                        ..Rendered::default()
+                    });
+                }
                 if let Some(vm) = vm {
                     match vm.eval(&input) {
                         Ok(obj) => return self.content(&obj),
@@ -567,12 +588,16 @@ impl Registry {
         } else {
             None
         };
+        let bundled = paths.iter().all(|p| p.starts_with("bundled:"));
+        let native = (vm_wanted && bundled && package == "postee.rawmessage.json")
+            .then_some(Native::RawJson);
         Ok(Template {
             name: name.to_string(),
             kind: Kind::Package {
                 engine: self.bundle.clone(),
                 package: package.to_string(),
                 vm,
+                native,
             },
         })
     }
@@ -582,11 +607,23 @@ impl Registry {
         matches!(&t.kind, Kind::Package { vm: Some(_), .. })
     }
 
-    /// Without the VM, for tests that compare both paths.
+    /// Whether renders of `t` run natively (no Rego at all).
+    pub fn is_native(t: &Template) -> bool {
+        matches!(
+            &t.kind,
+            Kind::Package {
+                native: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Without the VM or a native renderer, for tests that compare the paths.
     pub fn interpreter_only(t: &Template) -> Template {
         let mut t = t.clone();
-        if let Kind::Package { vm, .. } = &mut t.kind {
+        if let Kind::Package { vm, native, .. } = &mut t.kind {
             *vm = None;
+            *native = None;
         }
         t
     }
@@ -814,6 +851,9 @@ mod tests {
         assert!(diffs.is_empty(), "{}", diffs.join("\n"));
         let on_vm = VM_PACKAGES.len();
         assert!(on_vm >= 10 && compared > 100);
+        // The raw JSON package renders natively (and was compared above).
+        let t = r.package_template("j", "postee.rawmessage.json").unwrap();
+        assert!(Registry::is_native(&t));
         // Packages outside the list stay on the interpreter.
         let t = r.package_template("c", "postee.vuls.cyclonedx").unwrap();
         assert!(!Registry::uses_vm(&t));

@@ -87,7 +87,7 @@ impl Postee {
             .env_remove("POSTEE_API_KEY")
             .env("REGO_FILTERS_PATH", dir.path().join("rego-filters"))
             .env("REGO_TEMPLATES_PATH", dir.path().join("rego-templates"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,postee::pipeline::lanes=debug")
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
         for (k, v) in &opts.env {
