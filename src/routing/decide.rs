@@ -189,6 +189,8 @@ pub fn decide_batch(
     now: u64,
 ) -> Decided {
     let mut out = Decided::default();
+    out.commit.events.reserve(plans.len());
+    out.commit.queued.reserve(plans.len());
     for plan in plans {
         let mut record = EventRecord {
             id: plan.id.clone(),
