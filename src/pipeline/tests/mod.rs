@@ -551,3 +551,30 @@ async fn healthz_answers_503_naming_a_task_that_is_down() {
     server.abort();
     h.pipeline.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_limit_starts_at_one_grows_under_a_backlog_and_every_slot_comes_back() {
+    let h = Harness::start(test_limits(), 0, None);
+    let idle = Concurrency {
+        limit: 1,
+        max: 4,
+        in_flight: 0,
+    };
+    assert_eq!(h.pipeline.concurrency()["rec"], idle);
+    // 300 events at once: one or two group commits, so the lane gets a backlog.
+    let posts = (0..300).map(|i| {
+        let h = &h;
+        async move { h.post(&format!(r#"{{"n":{i}}}"#)).await }
+    });
+    futures_util::future::join_all(posts).await;
+    wait_sent(&h, 300).await;
+    let settled = wait_for(|| async {
+        let c = h.pipeline.concurrency()["rec"];
+        (c.in_flight == 0).then_some(c)
+    })
+    .await
+    .expect("every slot is freed once the deliveries are recorded");
+    assert_eq!(settled.max, 4);
+    assert!((2..=4).contains(&settled.limit), "{settled:?}");
+    h.pipeline.shutdown(Duration::from_secs(5)).await;
+}
