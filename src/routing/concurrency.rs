@@ -76,7 +76,7 @@ impl Baseline {
 /// What happened in the current window.
 #[derive(Debug, Clone, Copy, Default)]
 struct Window {
-    /// When it ends (µs); 0: at the next completion (no baseline yet).
+    /// When it ends (µs).
     ends_at: u64,
     rtt_sum_us: u64,
     samples: u64,
@@ -140,10 +140,16 @@ impl Controller {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// A delivery ended at `now_us` with `sample`; closes the window when it is over. Returns
-    /// the limit from now on.
+    /// A delivery ended at `now_us` with `sample`. Returns the limit from now on.
     pub fn on_done(&mut self, now_us: u64, sample: Sample) -> usize {
         self.in_flight = self.in_flight.saturating_sub(1);
+        // An answer after the window's end belongs to the next window: the one that ended is
+        // judged on what it saw. (After a pause, a slow first answer is not averaged with the
+        // fast ones from before the pause.)
+        let learning = self.baseline.is_none();
+        if !learning && now_us >= self.window.ends_at {
+            self.close_window(now_us);
+        }
         let w = &mut self.window;
         match sample.signal {
             Signal::Delivered => {
@@ -153,7 +159,8 @@ impl Controller {
             Signal::BackPressure => w.back_pressure = true,
             Signal::Permanent => {}
         }
-        if now_us >= w.ends_at {
+        // Until there is a baseline, every answer is a window of its own.
+        if learning {
             self.close_window(now_us);
         }
         self.limit
@@ -188,12 +195,11 @@ impl Controller {
                 }
             }
         }
-        let length = match self.baseline {
-            Some(b) => (b.mean as u64).max(MIN_WINDOW_US),
-            None => 0,
-        };
+        let length = self
+            .baseline
+            .map_or(0, |b| (b.mean as u64).max(MIN_WINDOW_US));
         self.window = Window {
-            ends_at: if length == 0 { 0 } else { now_us + length },
+            ends_at: now_us + length,
             // Slots still all busy: the new window uses the limit from its start.
             reached: self.in_flight >= self.limit,
             ..Window::default()
@@ -365,7 +371,8 @@ mod tests {
     #[test]
     fn decreases_at_most_once_per_window() {
         let mut c = Controller::new(100);
-        // A baseline of 10 ms and a limit of 50.
+        // A baseline of 10 ms and a limit of 50; the last answer (at `now`) opened a window
+        // that ends at now + 10 ms.
         let mut now = 0;
         while c.limit() < 50 {
             c.on_start(c.free());
@@ -374,18 +381,23 @@ mod tests {
         }
         assert_eq!(c.limit(), 50);
         c.on_start(c.free());
-        // 40 back-pressure answers within one 10 ms window: one cut (50 → 45), when the first
-        // of them closes the window.
-        now += MS;
-        assert_eq!(c.on_done(now + 10 * MS, failed(Signal::BackPressure)), 45);
-        for i in 0..39 {
+        // 40 back-pressure answers within that window: nothing until it ends...
+        for i in 0..40 {
             assert_eq!(
-                c.on_done(now + 10 * MS + i * 100, failed(Signal::BackPressure)),
+                c.on_done(now + MS + i * 200, failed(Signal::BackPressure)),
+                50
+            );
+        }
+        // ...then one cut (50 → 45) for the whole window, at the first answer after its end.
+        assert_eq!(c.on_done(now + 10 * MS, failed(Signal::BackPressure)), 45);
+        for i in 0..20 {
+            assert_eq!(
+                c.on_done(now + 11 * MS + i * 100, failed(Signal::BackPressure)),
                 45
             );
         }
-        // The window is over: the next answer cuts again (45 → 40).
-        assert_eq!(c.on_done(now + 21 * MS, failed(Signal::BackPressure)), 40);
+        // The next window had back-pressure too: one more cut (45 → 40).
+        assert_eq!(c.on_done(now + 20 * MS, failed(Signal::BackPressure)), 40);
     }
 
     #[test]
@@ -426,7 +438,13 @@ mod tests {
         assert!(before > 20, "{before}");
         let until = sim.now + 100 * MS;
         let limits = sim.run(until, |_| 2 * MS, |_| Signal::Permanent);
-        assert!(limits.iter().all(|&l| l == before), "{limits:?}");
+        // The window that still holds the last successes may add 1 when it is judged; then
+        // 100 ms (50 windows) of permanent failures move nothing: no cut, no growth.
+        assert!(
+            limits.iter().all(|&l| l == before || l == before + 1),
+            "{before} → {limits:?}"
+        );
+        assert!(limits.windows(2).filter(|p| p[0] != p[1]).count() <= 1);
     }
 
     #[test]
