@@ -3,7 +3,9 @@
 //! Concurrency). Pure: the time is an input (µs from any fixed origin), so tests drive it with
 //! a fake clock.
 //!
-//! The rules, decided once per RTT window (a window lasts about one baseline round trip):
+//! The rules, decided once per RTT window (a window lasts about one baseline round trip, at
+//! least `MIN_WINDOW_US`; it is judged at the first answer after its end, which then counts in
+//! the next window):
 //! - **Increase by 1** when, in the window, the limit was used (all slots busy at some point),
 //!   nothing pushed back, and the window's mean RTT was not above the baseline.
 //! - **Decrease ×0.9** (at least by 1) when something pushed back in the window (a transient
