@@ -41,6 +41,7 @@ impl Paths {
 pub struct BuiltAction {
     pub action: Arc<dyn Action>,
     pub retry: RetryPolicy,
+    /// The most deliveries in flight at once: the ceiling of the adaptive limit.
     pub concurrency: usize,
 }
 
@@ -153,7 +154,9 @@ fn build_actions(
                 BuiltAction {
                     action,
                     retry: a.retry,
-                    concurrency: a.concurrency,
+                    concurrency: a
+                        .concurrency
+                        .unwrap_or_else(|| actions::default_concurrency(&a.kind)),
                 },
             );
         }

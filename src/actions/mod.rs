@@ -96,7 +96,23 @@ pub struct ActionType {
     pub keys: &'static [KeySpec],
     /// `None`: not supported yet (its configs load; an enabled one is an error).
     pub build: Option<BuildFn>,
+    /// `concurrency` when the config leaves it out: the ceiling of the action's adaptive
+    /// limit (`routing::concurrency`), which starts at 1 and grows only while the target
+    /// keeps up.
+    pub concurrency: usize,
 }
+
+/// Default ceiling of an action that sends HTTP requests to a remote service. Vector uses 200;
+/// 128 keeps a few busy HTTP actions (one socket per request in flight, kept idle for a while
+/// by the client's pool) well inside the common 1,024 open-files limit, and at a 50 ms RTT
+/// still allows about 2,500 deliveries a second per action.
+pub const HTTP_CONCURRENCY: usize = 128;
+/// Default ceiling of an action that works on this machine (`exec`: a process each; `stdout`:
+/// one shared stream): the old fixed default, so an upgrade never runs more at once.
+pub const LOCAL_CONCURRENCY: usize = 8;
+/// Default ceiling of `email`: an SMTP connection each. Mail servers cap connections per
+/// client (often at a handful) and lettre's pool holds 10; the old fixed default.
+pub const SMTP_CONCURRENCY: usize = 8;
 
 impl ActionType {
     /// A type Postee has and postee does not support yet: its keys only.
@@ -105,6 +121,7 @@ impl ActionType {
             name,
             keys,
             build: None,
+            concurrency: HTTP_CONCURRENCY,
         }
     }
 }
@@ -116,51 +133,61 @@ pub static REGISTRY: &[ActionType] = &[
         name: "stdout",
         keys: stdout::KEYS,
         build: Some(|n, f, c| glue(n, f, c, stdout::validate, stdout::build)),
+        concurrency: LOCAL_CONCURRENCY,
     },
     ActionType {
         name: "webhook",
         keys: webhook::KEYS,
         build: Some(|n, f, c| glue(n, f, c, webhook::validate, webhook::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "http",
         keys: http::KEYS,
         build: Some(|n, f, c| glue(n, f, c, http::validate, http::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "exec",
         keys: exec::KEYS,
         build: Some(|n, f, c| glue(n, f, c, exec::validate, exec::build)),
+        concurrency: LOCAL_CONCURRENCY,
     },
     ActionType {
         name: "slack",
         keys: slack::KEYS,
         build: Some(|n, f, c| glue(n, f, c, slack::validate, slack::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "teams",
         keys: teams::KEYS,
         build: Some(|n, f, c| glue(n, f, c, teams::validate, teams::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "email",
         keys: email::KEYS,
         build: Some(|n, f, c| glue(n, f, c, email::validate, email::build)),
+        concurrency: SMTP_CONCURRENCY,
     },
     ActionType {
         name: "opsgenie",
         keys: opsgenie::KEYS,
         build: Some(|n, f, c| glue(n, f, c, opsgenie::validate, opsgenie::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "pagerduty",
         keys: pagerduty::KEYS,
         build: Some(|n, f, c| glue(n, f, c, pagerduty::validate, pagerduty::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType {
         name: "splunk",
         keys: splunk::KEYS,
         build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
+        concurrency: HTTP_CONCURRENCY,
     },
     ActionType::not_yet("jira", pending::JIRA),
     ActionType::not_yet("servicenow", pending::SERVICENOW),
@@ -198,6 +225,11 @@ fn glue<C>(
 /// The registry row of a type (lower-cased, as in [`ActionConfig::kind`]).
 pub fn action_type(kind: &str) -> Option<&'static ActionType> {
     REGISTRY.iter().find(|t| t.name == kind)
+}
+
+/// The default `concurrency` (ceiling) of actions of this type.
+pub fn default_concurrency(kind: &str) -> usize {
+    action_type(kind).map_or(HTTP_CONCURRENCY, |t| t.concurrency)
 }
 
 /// Whether actions of this type can be enabled.
@@ -822,7 +854,7 @@ mod tests {
                     enable: true,
                     runs_on: None,
                     retry: Default::default(),
-                    concurrency: 1,
+                    concurrency: Some(1),
                     fields: f.clone(),
                 };
                 let _ = super::build(&cfg, &ctx, &mut problems);
@@ -830,6 +862,19 @@ mod tests {
                 let shown = format!("{problems} {:?} {:?}", v.warnings, v.config.err());
                 assert!(!shown.contains("value-sec"), "{}: {shown}", t.name);
             }
+        }
+    }
+
+    #[test]
+    fn default_concurrency_is_per_type_and_valid() {
+        assert_eq!(default_concurrency("webhook"), 128);
+        assert_eq!(default_concurrency("slack"), 128);
+        assert_eq!(default_concurrency("exec"), 8);
+        assert_eq!(default_concurrency("email"), 8);
+        assert_eq!(default_concurrency("stdout"), 8);
+        for t in REGISTRY {
+            let c = t.concurrency as i64;
+            assert!(config::CONCURRENCY_RANGE.contains(&c), "{}: {c}", t.name);
         }
     }
 

@@ -117,8 +117,9 @@ pub struct ActionConfig {
     pub runs_on: Option<String>,
     /// `retry:` (ours): how failed deliveries are retried.
     pub retry: RetryPolicy,
-    /// `concurrency:` (ours): deliveries of this action sent at the same time.
-    pub concurrency: usize,
+    /// `concurrency:` (ours): the most deliveries of this action sent at the same time (the
+    /// ceiling of its adaptive limit); `None`: the type's default (`actions::REGISTRY`).
+    pub concurrency: Option<usize>,
     pub fields: Fields,
 }
 
@@ -145,8 +146,9 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Default `concurrency` of an action.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The valid values of `concurrency`. (Its default depends on the action type: the action
+/// registry holds it.)
+pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1024;
 pub const RETRY_KEYS: &[&str] = &["max-attempts", "max-age", "initial-delay", "max-delay"];
 
 /// Keys of the top-level section.
@@ -515,7 +517,8 @@ mod tests {
         assert_eq!(r.max_attempts, 3);
         assert_eq!(r.initial_delay, std::time::Duration::from_millis(50));
         assert_eq!(r.max_age, RetryPolicy::default().max_age);
-        assert_eq!(c.actions[0].concurrency, 2);
+        assert_eq!(c.actions[0].concurrency, Some(2));
+        assert_eq!(c.actions[1].concurrency, None);
         assert_eq!(c.actions[1].retry, RetryPolicy::default());
         let mut p = Problems::default();
         parse(

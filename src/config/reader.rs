@@ -404,12 +404,12 @@ impl Reader<'_> {
             .filter(|s| !s.is_empty());
         let retry = self.retry(&common, &path);
         let concurrency = match self.int(&common, "concurrency", &path) {
-            None => DEFAULT_CONCURRENCY,
-            Some(n) if (1..=1024).contains(&n) => n as usize,
+            None => None,
+            Some(n) if CONCURRENCY_RANGE.contains(&n) => Some(n as usize),
             Some(_) => {
                 self.problems
                     .error(join(&path, "concurrency"), "must be between 1 and 1024");
-                DEFAULT_CONCURRENCY
+                None
             }
         };
         let Some(specs) = self.schema.keys(&kind) else {

@@ -1,6 +1,7 @@
 //! One lane and scheduler per action: the deliveries that are due, in memory up to a bound
-//! (the rest read back from the outbox), sent up to the action's concurrency; each attempt's
-//! outcome is decided by routing's retry policy and recorded by the outcome writer.
+//! (the rest read back from the outbox), sent up to the action's adaptive concurrency limit
+//! (`routing::concurrency`, fed with each attempt's RTT and outcome); each attempt's outcome is
+//! decided by routing's retry policy and recorded by the outcome writer.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -8,15 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::outcomes::Request as OutcomeRequest;
 use super::router::panic_text;
-use super::{Limits, Shared};
+use super::{Concurrency, Limits, Shared};
 use crate::actions::ActionError;
 use crate::app::BuiltAction;
 use crate::message::{Delivery, Rendered, Unrendered};
+use crate::routing::concurrency::{Controller, Sample, Signal};
 use crate::routing::decide::next_in_chain;
 use crate::routing::plan;
 use crate::routing::retry::{Failure, RetryDecision};
@@ -26,6 +28,18 @@ use crate::store::{Outcome, OutcomeCommit};
 pub(super) struct Lane {
     state: std::sync::Mutex<LaneState>,
     notify: Notify,
+    /// How many may be in flight now, and how many are. Locked after `state` when both are
+    /// needed, never before.
+    limiter: std::sync::Mutex<Limiter>,
+    /// The origin of the limiter's clock: monotonic, like the RTTs it compares.
+    epoch: Instant,
+}
+
+/// The adaptive limit of the running scheduler. `run` counts scheduler starts, so a task of an
+/// earlier run (cancelled with its scheduler) does not report into the new run's controller.
+struct Limiter {
+    run: u64,
+    ctl: Controller,
 }
 
 struct LaneState {
@@ -48,7 +62,8 @@ fn delivery_bytes(d: &Delivery) -> usize {
 }
 
 impl Lane {
-    pub(super) fn new() -> Lane {
+    /// A lane whose action sends at most `ceiling` at a time (its `concurrency`).
+    pub(super) fn new(ceiling: usize) -> Lane {
         Lane {
             state: std::sync::Mutex::new(LaneState {
                 ready: VecDeque::new(),
@@ -60,6 +75,11 @@ impl Lane {
                 scanned: 0,
             }),
             notify: Notify::new(),
+            limiter: std::sync::Mutex::new(Limiter {
+                run: 0,
+                ctl: Controller::new(ceiling),
+            }),
+            epoch: Instant::now(),
         }
     }
 
@@ -94,6 +114,34 @@ impl Lane {
         self.notify.notify_one();
     }
 
+    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A (re)started scheduler learns the target again, from the initial limit, up to
+    /// `ceiling`. Returns the run its deliveries report to.
+    fn restart_limiter(&self, ceiling: usize) -> u64 {
+        let mut l = self.limiter();
+        l.run += 1;
+        l.ctl = Controller::new(ceiling);
+        l.run
+    }
+
+    /// Deliveries that may start now.
+    fn free(&self) -> usize {
+        self.limiter().ctl.free()
+    }
+
+    /// The action's limit, ceiling and deliveries in flight (`/stats`).
+    pub(super) fn concurrency(&self) -> Concurrency {
+        let l = self.limiter();
+        Concurrency {
+            limit: l.ctl.limit(),
+            max: l.ctl.ceiling(),
+            in_flight: l.ctl.in_flight(),
+        }
+    }
+
     /// A restarted scheduler starts from the outbox: what was in memory or in flight is
     /// still there (at least once).
     fn reset(&self) {
@@ -107,7 +155,41 @@ impl Lane {
     }
 }
 
-/// One action's sender: sends what its lane holds, up to its concurrency; reads the outbox
+/// One delivery's place in the limit. Freed when dropped, with what its attempt showed (RTT
+/// and outcome) or, when the task was cancelled or panicked, with nothing learnt.
+struct Slot {
+    lane: Arc<Lane>,
+    run: u64,
+    sample: Option<Sample>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let now_us = self.lane.epoch.elapsed().as_micros() as u64;
+        let mut l = self.lane.limiter();
+        if l.run != self.run {
+            return;
+        }
+        match self.sample.take() {
+            Some(sample) => {
+                l.ctl.on_done(now_us, sample);
+            }
+            None => l.ctl.on_cancel(),
+        }
+    }
+}
+
+/// What an attempt tells the concurrency limit: every transient failure (connect error,
+/// timeout, 408, 429, 5xx) is back-pressure; a permanent one says nothing about load.
+fn signal(res: &Result<(), ActionError>) -> Signal {
+    match res {
+        Ok(()) => Signal::Delivered,
+        Err(ActionError::Transient { .. }) => Signal::BackPressure,
+        Err(ActionError::Permanent { .. }) => Signal::Permanent,
+    }
+}
+
+/// One action's sender: sends what its lane holds, up to its adaptive limit; reads the outbox
 /// when the lane spilled over or a retry is due.
 pub(super) async fn scheduler(
     s: Arc<Shared>,
@@ -121,8 +203,8 @@ pub(super) async fn scheduler(
         return;
     };
     lane.reset();
+    let run = lane.restart_limiter(built.concurrency);
     let mut stop = s.stop.subscribe();
-    let sem = Arc::new(Semaphore::new(built.concurrency));
     let mut inflight = JoinSet::new();
     // After a failed outbox read, the next one waits a second.
     let mut scan_after = Instant::now();
@@ -135,28 +217,28 @@ pub(super) async fn scheduler(
         let may_scan = Instant::now() >= scan_after;
         let (work, scan) = {
             let mut st = lane.lock();
-            let free = sem.available_permits();
+            let free = lane.free();
             let mut work = Vec::with_capacity(free.min(st.ready.len()));
             while work.len() < free {
                 let Some(d) = st.ready.pop_front() else { break };
                 st.bytes -= delivery_bytes(&d);
                 work.push(d);
             }
+            lane.limiter().ctl.on_start(work.len());
             let scan = may_scan && work.len() < free && (st.spilled || st.wake_at <= now);
             (work, scan)
         };
         for delivery in work {
-            let Ok(permit) = sem.clone().try_acquire_owned() else {
-                // Permits were counted above, so this cannot happen; leave it to the outbox.
-                let mut st = lane.lock();
-                st.known.remove(&delivery.id);
-                st.spilled = true;
-                continue;
+            // Made before the task, so a task cancelled before it ran frees its slot too.
+            let mut slot = Slot {
+                lane: lane.clone(),
+                run,
+                sample: None,
             };
             let (s2, b2, lane2, tx) = (s.clone(), built.clone(), lane.clone(), outcomes.clone());
             inflight.spawn(async move {
-                attempt(&s2, &b2, &lane2, &tx, delivery).await;
-                drop(permit);
+                slot.sample = Some(attempt(&s2, &b2, &lane2, &tx, delivery).await);
+                drop(slot);
                 lane2.notify.notify_one();
             });
         }
@@ -165,14 +247,14 @@ pub(super) async fn scheduler(
                 tracing::error!(action = %name, error = %e, "cannot read the outbox; retrying in 1s");
                 scan_after = Instant::now() + Duration::from_secs(1);
             }
-            if !lane.lock().ready.is_empty() && sem.available_permits() > 0 {
+            if !lane.lock().ready.is_empty() && lane.free() > 0 {
                 continue;
             }
         }
         // Sleep until there is work, a retry is due (at most a second), or stop.
         let wait = {
             let st = lane.lock();
-            let free = sem.available_permits() > 0;
+            let free = lane.free() > 0;
             if free && (!st.ready.is_empty() || (st.spilled && Instant::now() >= scan_after)) {
                 Duration::ZERO
             } else {
@@ -240,14 +322,15 @@ fn render_again(s: &Shared, d: &Delivery, how: &Unrendered) -> Result<Rendered, 
     }
 }
 
-/// One attempt of one delivery, and what follows from it.
+/// One attempt of one delivery, and what follows from it. Returns what the attempt showed
+/// of the target: the send's RTT and how it ended.
 async fn attempt(
     s: &Shared,
     built: &BuiltAction,
     lane: &Lane,
     outcomes: &mpsc::UnboundedSender<OutcomeRequest>,
     mut delivery: Delivery,
-) {
+) -> Sample {
     delivery.attempts += 1;
     let start = Instant::now();
     let rendered = match delivery.unrendered.clone() {
@@ -271,6 +354,10 @@ async fn attempt(
         Err(e) => Err(e),
     };
     let elapsed_ms = start.elapsed().as_millis() as u64;
+    let sample = Sample {
+        rtt_us: start.elapsed().as_micros() as u64,
+        signal: signal(&res),
+    };
     let now = s.now();
     let outcome = match &res {
         Ok(()) => Outcome::Delivered,
@@ -340,13 +427,14 @@ async fn attempt(
         Ok(seq) => seq,
         Err(e) => {
             tracing::error!(route = %delivery.route, action = %built.action.name(), event_id = %delivery.event_id, error = %e, "cannot record a delivery outcome");
-            return;
+            return sample;
         }
     };
     if let Some(next) = next {
         s.hand_over([next], seq);
     }
     log_outcome(built, &delivery, &outcome, &res, elapsed_ms, now);
+    sample
 }
 
 /// One structured line per delivery outcome: successes at `debug` (at thousands per second a

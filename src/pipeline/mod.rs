@@ -1,6 +1,6 @@
 //! The running service: journal writer (a thread; group commit to the journal log, ack after
 //! fdatasync) → router (plan, decide, render aggregation batches, one store commit per batch)
-//! → one lane and scheduler per action (concurrency limit, retries, dead letters) → outcome
+//! → one lane and scheduler per action (adaptive concurrency, retries, dead letters) → outcome
 //! writer (many outcomes per transaction); plus upkeep (flush, maintenance). Each task is
 //! supervised: a task that stops is logged, shown by `/healthz` (503 with the reason) and
 //! restarted; one that keeps failing stops the service with an error, for an orchestrator to
@@ -109,8 +109,19 @@ pub struct Stats {
     pub routing_failures: u64,
     /// Pipeline tasks restarted by the supervisor.
     pub task_restarts: u64,
-    /// Each action's concurrency limit.
-    pub concurrency: BTreeMap<String, usize>,
+    /// Each action's concurrency: its adaptive limit now, ceiling and deliveries in flight.
+    pub concurrency: BTreeMap<String, Concurrency>,
+}
+
+/// One action's concurrency, for `/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Concurrency {
+    /// How many deliveries may be in flight now (adaptive, from 1 up to `max`).
+    pub limit: usize,
+    /// The ceiling: the action's `concurrency`.
+    pub max: usize,
+    /// Deliveries being sent (or having their outcome recorded) now.
+    pub in_flight: usize,
 }
 
 /// Counts of faults that did not stop anything but must not go unseen (`/stats`).
@@ -207,8 +218,8 @@ impl Pipeline {
         let (stop, _) = watch::channel(false);
         let lanes = app
             .actions
-            .keys()
-            .map(|k| (k.clone(), Arc::new(Lane::new())))
+            .iter()
+            .map(|(k, a)| (k.clone(), Arc::new(Lane::new(a.concurrency))))
             .collect();
         let queues = store.aggregation_states()?;
         let shared = Arc::new(Shared {
@@ -327,13 +338,12 @@ impl Pipeline {
         self.shared.health.restarts()
     }
 
-    /// Each action's current concurrency limit.
-    pub fn concurrency(&self) -> BTreeMap<String, usize> {
+    /// Each action's concurrency limit now, ceiling and deliveries in flight.
+    pub fn concurrency(&self) -> BTreeMap<String, Concurrency> {
         self.shared
-            .app
-            .actions
+            .lanes
             .iter()
-            .map(|(k, a)| (k.clone(), a.concurrency))
+            .map(|(k, l)| (k.clone(), l.concurrency()))
             .collect()
     }
 

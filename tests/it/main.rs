@@ -9,6 +9,7 @@ mod common;
 
 mod actions_messaging;
 mod cli;
+mod concurrency;
 mod durability;
 mod e2e;
 mod fuzz_corpora;

@@ -345,11 +345,13 @@ async fn a_send_that_panics_is_sent_again_not_stuck() {
     );
     h.clock.advance(10_001);
     wait_sent(&h, 1).await;
-    let r = h.routed(&id).await;
-    assert_eq!(
-        r.routes[0].actions[0].status,
-        crate::store::Status::Delivered
-    );
+    // The recorder counts a send before its outcome is committed: wait for the commit.
+    let delivered = wait_for(|| async {
+        let r = h.routed(&id).await;
+        (r.routes[0].actions[0].status == crate::store::Status::Delivered).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "{:?}", h.routed(&id).await.routes);
     h.pipeline.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -449,9 +451,16 @@ async fn a_failed_template_is_a_dead_letter_sent_once_the_template_is_fixed() {
         a.last_error.as_deref().unwrap().contains("template"),
         "{a:?}"
     );
-    assert_eq!(
-        h.pipeline.counters().render_errors.load(Ordering::Relaxed),
-        1
+    // The router counts the failure just after its commit: wait for it.
+    let counted = wait_for(|| async {
+        let n = h.pipeline.counters().render_errors.load(Ordering::Relaxed);
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "render_errors: {:?}",
+        h.pipeline.counters()
     );
     let dead = h.pipeline.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -549,5 +558,32 @@ async fn healthz_answers_503_naming_a_task_that_is_down() {
         "{body}"
     );
     server.abort();
+    h.pipeline.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_limit_starts_at_one_grows_under_a_backlog_and_every_slot_comes_back() {
+    let h = Harness::start(test_limits(), 0, None);
+    let idle = Concurrency {
+        limit: 1,
+        max: 4,
+        in_flight: 0,
+    };
+    assert_eq!(h.pipeline.concurrency()["rec"], idle);
+    // 300 events at once: one or two group commits, so the lane gets a backlog.
+    let posts = (0..300).map(|i| {
+        let h = &h;
+        async move { h.post(&format!(r#"{{"n":{i}}}"#)).await }
+    });
+    futures_util::future::join_all(posts).await;
+    wait_sent(&h, 300).await;
+    let settled = wait_for(|| async {
+        let c = h.pipeline.concurrency()["rec"];
+        (c.in_flight == 0).then_some(c)
+    })
+    .await
+    .expect("every slot is freed once the deliveries are recorded");
+    assert_eq!(settled.max, 4);
+    assert!((2..=4).contains(&settled.limit), "{settled:?}");
     h.pipeline.shutdown(Duration::from_secs(5)).await;
 }
