@@ -18,8 +18,8 @@ use base64::Engine as _;
 use regex::Regex;
 
 use super::{
-    Action, ActionError, BuildContext, Check, Message, Validated, is_sensitive_name,
-    send_expecting_2xx, shown_url,
+    Action, ActionError, BuildContext, Check, Message, Validated, deliver_expecting_2xx,
+    is_sensitive_name, shown_url,
 };
 use crate::config::{Fields, KeySpec, Kind};
 
@@ -244,11 +244,10 @@ impl Action for Http {
                 req.body(data)
             }
         };
-        send_expecting_2xx(req, |status, body| {
+        deliver_expecting_2xx(req, |status, body| {
             format!("http status NOT OK: HTTP {status}, response: {body}")
         })
         .await
-        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> serde_json::Value {

@@ -587,6 +587,44 @@ pub async fn send_expecting_2xx(
     send_2xx(req, false, describe).await
 }
 
+/// Sends, expects a 2xx answer and reads its body to the end (up to [`DRAIN_LIMIT`]), for
+/// actions that do not use the answer: a connection whose answer was not read to the end
+/// cannot go back to the pool, so each delivery would open a new one (and a TLS handshake).
+pub async fn deliver_expecting_2xx(
+    req: reqwest::RequestBuilder,
+    describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<(), ActionError> {
+    let resp = send_2xx(req, false, describe).await?;
+    drain(resp).await;
+    Ok(())
+}
+
+/// [`deliver_expecting_2xx`] for targets whose URL is a secret.
+pub async fn deliver_expecting_2xx_secret_url(
+    req: reqwest::RequestBuilder,
+    describe: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<(), ActionError> {
+    let resp = send_2xx(req, true, describe).await?;
+    drain(resp).await;
+    Ok(())
+}
+
+/// Most bytes of an unused answer read so its connection can be reused; a longer answer is
+/// dropped (its connection closed) rather than read at length.
+pub const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Reads an answer's body to its end, or stops after [`DRAIN_LIMIT`] bytes. The delivery
+/// already succeeded: a failure here only costs the connection.
+pub async fn drain(mut resp: reqwest::Response) {
+    let mut read = 0;
+    while read <= DRAIN_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(c)) => read += c.len(),
+            _ => return,
+        }
+    }
+}
+
 /// Like [`send_expecting_2xx`], for targets whose URL is a secret (Slack and Teams webhook
 /// URLs carry their key): transport errors do not repeat the URL.
 pub async fn send_expecting_2xx_secret_url(

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated, join_path,
-    send_expecting_2xx, shown_url, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
+    deliver_expecting_2xx, join_path, shown_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -280,11 +280,10 @@ impl Action for OpsGenie {
             .timeout(self.timeout)
             .header("Authorization", format!("GenieKey {}", self.token.expose()))
             .json(&self.body(msg));
-        send_expecting_2xx(req, |status, body| {
+        deliver_expecting_2xx(req, |status, body| {
             format!("OpsGenie create alert failed: HTTP {status}: {body}")
         })
         .await
-        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> Value {

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated, join_path,
-    rfc3339_now, send_expecting_2xx, shown_url, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
+    deliver_expecting_2xx, join_path, rfc3339_now, shown_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -160,11 +160,10 @@ impl Action for PagerDuty {
             .post(self.endpoint.clone())
             .timeout(self.timeout)
             .json(&body);
-        send_expecting_2xx(req, |status, body| {
+        deliver_expecting_2xx(req, |status, body| {
             format!("failed to send event to pagerduty: HTTP {status}: {body}")
         })
         .await
-        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> Value {

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use super::{
     Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    send_expecting_2xx_secret_url, truncate_chars,
+    deliver_expecting_2xx_secret_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
@@ -242,7 +242,7 @@ impl Action for Slack {
                 .post(self.url.expose().clone())
                 .timeout(self.timeout)
                 .json(payload);
-            let res = send_expecting_2xx_secret_url(req, |status, body| {
+            let res = deliver_expecting_2xx_secret_url(req, |status, body| {
                 format!("Slack API error: Status: \"{status}\". Message: \"{body}\"")
             })
             .await;

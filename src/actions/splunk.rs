@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::{
     Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    send_expecting_2xx, shown_url,
+    deliver_expecting_2xx, shown_url,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -225,11 +225,10 @@ impl Action for Splunk {
             )
             .header("Content-Type", "application/json")
             .body(body);
-        send_expecting_2xx(req, |status, body| {
+        deliver_expecting_2xx(req, |status, body| {
             format!("failed response status for Splunk sending: HTTP {status}: {body}")
         })
         .await
-        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> Value {

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::{
     Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    body_snippet, send_expecting_2xx_secret_url,
+    body_snippet, drain, send_expecting_2xx_secret_url,
 };
 use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
@@ -284,7 +284,10 @@ impl Action for Teams {
             format!("InsertRecordToTable Error: \"{status}\". {body}")
         })
         .await?;
-        if self.format == Format::MessageCard && resp.status() == reqwest::StatusCode::OK {
+        if self.format != Format::MessageCard || resp.status() != reqwest::StatusCode::OK {
+            // Read to the end, so the connection goes back to the pool.
+            drain(resp).await;
+        } else {
             let body = body_snippet(resp, 1024).await;
             let body = body.trim();
             if !body.is_empty() && !body.starts_with('1') {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Action, ActionError, BuildContext, Check, Message, Validated, send_expecting_2xx, shown_url,
+    Action, ActionError, BuildContext, Check, Message, Validated, deliver_expecting_2xx, shown_url,
 };
 use crate::config::{Fields, KeySpec, Kind};
 
@@ -78,14 +78,13 @@ impl Action for Webhook {
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", msg.delivery_id(&self.name))
             .body(msg.content.description.clone());
-        send_expecting_2xx(req, |status, body| {
+        deliver_expecting_2xx(req, |status, body| {
             format!(
                 "Sending webhook wrong status: '{}'. Body: {body}",
                 status.as_u16()
             )
         })
         .await
-        .map(|_| ())
     }
 
     fn preview(&self, msg: &Message) -> serde_json::Value {

@@ -224,6 +224,44 @@ actions:
     assert_eq!(events, serde_json::json!([{"y": 2}]));
 }
 
+/// An answer with a body is read to its end, so its connection goes back to the pool: one
+/// connection for a series of deliveries, not one each (and a TLS handshake each).
+#[test]
+fn deliveries_reuse_connections_when_the_target_answers_with_a_body() {
+    let sink = Sink::start();
+    let cfg = format!(
+        r#"
+routes:
+  - {{name: all, input: 'input.x >= 0', template: raw, actions: [hook, generic]}}
+templates:
+  - {{name: raw, rego-package: postee.rawmessage.json}}
+actions:
+  - {{name: hook, type: webhook, enable: true, url: "{}"}}
+  - {{name: generic, type: http, enable: true, url: "{}", method: POST}}
+"#,
+        sink.url("/hook"),
+        sink.url("/http")
+    );
+    // An answer larger than one read: a client that drops it unread closes the connection.
+    sink.set_default_reply(200, &"ok ".repeat(10_000));
+    let p = Postee::start(&cfg);
+    for i in 0..8 {
+        assert_eq!(p.post("/", format!(r#"{{"x":{i}}}"#).as_bytes()).0, 200);
+        sink.wait_for("/hook", i + 1);
+        sink.wait_for("/http", i + 1);
+    }
+    for path in ["/hook", "/http"] {
+        let got = sink.received_at(path);
+        assert!(got.iter().all(|r| r.status == 200), "{got:?}");
+        let peers: std::collections::BTreeSet<_> = got.iter().map(|r| r.peer).collect();
+        assert!(
+            peers.len() <= 2,
+            "{path}: 8 deliveries one after another used {} connections: {peers:?}",
+            peers.len()
+        );
+    }
+}
+
 #[test]
 fn bad_requests_get_clear_errors_and_never_stop_the_service() {
     let cfg = "routes: []\n";

@@ -325,6 +325,8 @@ pub struct Received {
     pub path: String,
     pub headers: BTreeMap<String, Vec<String>>,
     pub body: Vec<u8>,
+    /// The client's address: one per connection, so reused connections show as repeats.
+    pub peer: std::net::SocketAddr,
 }
 
 impl Received {
@@ -375,7 +377,12 @@ impl Sink {
             block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 let app = axum::Router::new().fallback(record).with_state(st);
-                axum::serve(listener, app).await.unwrap();
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .await
+                .unwrap();
             })
         });
         Sink {
@@ -410,6 +417,15 @@ impl Sink {
         *self.state.default.lock().unwrap() = status.map(|s| Reply {
             status: s,
             body: "default".into(),
+            headers: vec![],
+        });
+    }
+
+    /// The response (status, body) once queued ones run out.
+    pub fn set_default_reply(&self, status: u16, body: &str) {
+        *self.state.default.lock().unwrap() = Some(Reply {
+            status,
+            body: body.to_string(),
             headers: vec![],
         });
     }
@@ -451,6 +467,7 @@ impl Sink {
 
 async fn record(
     State(st): State<SinkState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -486,6 +503,7 @@ async fn record(
         path: uri.path().to_string(),
         headers: h,
         body: body.to_vec(),
+        peer,
     });
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
