@@ -256,5 +256,22 @@ fn journal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conditions, templates, dedup, journal);
+/// Parsing a body into the Rego value routing and templates share: postee's parse against
+/// regorus' `from_json_str` (which interns object keys for the duration of the parse).
+fn parse(c: &mut Criterion) {
+    let small = serde_json::to_string(&bench_event()).unwrap();
+    let big = serde_json::to_string(&big_scan()).unwrap();
+    let mut g = c.benchmark_group("parse");
+    for (name, body) in [("bench_event", &small), ("aqua_scan_300_vulns", &big)] {
+        g.bench_function(format!("{name}/postee"), |b| {
+            b.iter(|| postee::event::parse(black_box(body.as_bytes())).unwrap())
+        });
+        g.bench_function(format!("{name}/regorus_from_json_str"), |b| {
+            b.iter(|| Value::from_json_str(black_box(body)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conditions, templates, dedup, journal, parse);
 criterion_main!(benches);
