@@ -317,36 +317,49 @@ async fn flush_windows(
 /// Plans a batch (conditions and rendering, the CPU work) on every core, keeping the order.
 /// A panic while planning one event makes that event's plan a recorded failure; it never
 /// drops the event or the batch.
-fn plan_parallel(app: &App, jobs: &[Job]) -> Vec<EventPlan> {
+fn plan_parallel(app: &Arc<App>, jobs: &Arc<Vec<Job>>) -> Vec<EventPlan> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || jobs.len() < 8 {
+    // The other chunks go to the runtime's blocking pool, whose threads are kept and reused:
+    // a thread started per batch (as `std::thread::scope` does) cost more than planning small
+    // batches (a hundred thread starts a second under load).
+    let handle = tokio::runtime::Handle::try_current();
+    let (Ok(handle), true) = (handle, threads >= 2 && jobs.len() >= 8) else {
         return jobs.iter().map(|j| plan_one(app, j)).collect();
-    }
+    };
     let chunk = jobs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                (
-                    part,
-                    scope.spawn(move || part.iter().map(|j| plan_one(app, j)).collect::<Vec<_>>()),
-                )
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(part, h)| {
-                // plan_one catches panics, so a chunk fails only if that machinery does:
-                // each of its events is still recorded as failed.
-                h.join().unwrap_or_else(|p| {
-                    let why = format!("routing panicked: {}", panic_text(&p));
-                    part.iter()
-                        .map(|j| EventPlan::failed(j.id.clone(), j.entry.clone(), why.clone()))
-                        .collect()
-                })
-            })
-            .collect()
-    })
+    let ranges: Vec<std::ops::Range<usize>> = (0..jobs.len())
+        .step_by(chunk)
+        .map(|at| at..(at + chunk).min(jobs.len()))
+        .collect();
+    let others: Vec<_> = ranges[1..]
+        .iter()
+        .map(|r| {
+            let (app, jobs, r2) = (app.clone(), jobs.clone(), r.clone());
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            drop(handle.spawn_blocking(move || {
+                let _ = tx.send(
+                    jobs[r2]
+                        .iter()
+                        .map(|j| plan_one(&app, j))
+                        .collect::<Vec<_>>(),
+                );
+            }));
+            (r.clone(), rx)
+        })
+        .collect();
+    let mut plans: Vec<EventPlan> = jobs[ranges[0].clone()]
+        .iter()
+        .map(|j| plan_one(app, j))
+        .collect();
+    for (r, rx) in others {
+        // No answer only if the task never ran (the runtime is shutting down) or its
+        // machinery failed (plan_one catches panics): plan the chunk here instead.
+        let part = rx
+            .recv()
+            .unwrap_or_else(|_| jobs[r].iter().map(|j| plan_one(app, j)).collect());
+        plans.extend(part);
+    }
+    plans
 }
 
 fn plan_one(app: &App, j: &Job) -> EventPlan {
