@@ -72,6 +72,14 @@ pub trait Action: Send + Sync {
 /// pagerduty, splunk); each has a `timeout` key to change it.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The `timeout` key of the HTTP messaging actions whose default is [`DEFAULT_SEND_TIMEOUT`].
+pub(crate) const SEND_TIMEOUT_KEY: KeySpec = KeySpec::optional(
+    "timeout",
+    crate::config::Kind::Str,
+    "`30s`",
+    "Time limit of one request, a Go duration.",
+);
+
 /// Shared resources actions are built with.
 #[derive(Clone)]
 pub struct BuildContext {

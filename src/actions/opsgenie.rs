@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    deliver_expecting_2xx, join_path, shown_url, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, SEND_TIMEOUT_KEY,
+    Validated, deliver_expecting_2xx, join_path, shown_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -83,12 +83,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "`https://api.opsgenie.com`",
         "API base; EU accounts use `https://api.eu.opsgenie.com`.",
     ),
-    KeySpec::optional(
-        "timeout",
-        Kind::Str,
-        "`30s`",
-        "Time limit of one request, a Go duration.",
-    ),
+    SEND_TIMEOUT_KEY,
 ];
 
 /// A valid opsgenie action.

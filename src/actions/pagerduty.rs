@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    deliver_expecting_2xx, join_path, rfc3339_now, shown_url, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, SEND_TIMEOUT_KEY,
+    Validated, deliver_expecting_2xx, join_path, rfc3339_now, shown_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -49,12 +49,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "`https://events.pagerduty.com`",
         "API base.",
     ),
-    KeySpec::optional(
-        "timeout",
-        Kind::Str,
-        "`30s`",
-        "Time limit of one request, a Go duration.",
-    ),
+    SEND_TIMEOUT_KEY,
 ];
 
 /// A valid pagerduty action.

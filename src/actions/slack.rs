@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    deliver_expecting_2xx_secret_url, truncate_chars,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, SEND_TIMEOUT_KEY,
+    Validated, deliver_expecting_2xx_secret_url, truncate_chars,
 };
 use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
@@ -49,12 +49,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Kind::Secret,
         "The incoming webhook URL. A secret: it carries the webhook's key, so it is never shown.",
     ),
-    KeySpec::optional(
-        "timeout",
-        Kind::Str,
-        "`30s`",
-        "Time limit of one request, a Go duration.",
-    ),
+    SEND_TIMEOUT_KEY,
 ];
 
 /// A valid slack action.

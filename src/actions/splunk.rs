@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    deliver_expecting_2xx, shown_url,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, SEND_TIMEOUT_KEY,
+    Validated, deliver_expecting_2xx, shown_url,
 };
 use crate::config::{Fields, KeySpec, Kind, Secret};
 
@@ -61,12 +61,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "`false`",
         "The unambiguous spelling: `true` turns verification off.",
     ),
-    KeySpec::optional(
-        "timeout",
-        Kind::Str,
-        "`30s`",
-        "Time limit of one request, a Go duration.",
-    ),
+    SEND_TIMEOUT_KEY,
 ];
 
 /// A valid splunk action.

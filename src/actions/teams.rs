@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, Validated,
-    body_snippet, drain, send_expecting_2xx_secret_url,
+    Action, ActionError, BuildContext, Check, DEFAULT_SEND_TIMEOUT, Message, SEND_TIMEOUT_KEY,
+    Validated, body_snippet, drain, send_expecting_2xx_secret_url,
 };
 use crate::config::{Fields, KeySpec, Kind, SecretUrl};
 
@@ -47,12 +47,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "`messagecard`",
         "`messagecard`: Postee's payload for connectors. `workflows`: an Adaptive Card for Workflows webhooks.",
     ),
-    KeySpec::optional(
-        "timeout",
-        Kind::Str,
-        "`30s`",
-        "Time limit of one request, a Go duration.",
-    ),
+    SEND_TIMEOUT_KEY,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
