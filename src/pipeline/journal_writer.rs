@@ -19,11 +19,16 @@ use crate::store::journal::{self, JournalWriter};
 const SYNC_THREADS: usize = 4;
 
 fn sync_threads() -> usize {
-    std::env::var("POSTEE_JOURNAL_SYNCS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=16).contains(n))
-        .unwrap_or(SYNC_THREADS)
+    let Ok(v) = std::env::var("POSTEE_JOURNAL_SYNCS") else {
+        return SYNC_THREADS;
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=16).contains(&n) => n,
+        _ => {
+            tracing::warn!(value = %v, default = SYNC_THREADS, "POSTEE_JOURNAL_SYNCS must be a whole number from 1 to 16; using the default");
+            SYNC_THREADS
+        }
+    }
 }
 
 /// An event to journal, and where to say it is durable.

@@ -674,3 +674,34 @@ fn a_template_url_that_fails_is_a_load_error() {
     assert!(err.contains("templates[remote]"), "{err}");
     assert!(err.contains("response status is 404"), "{err}");
 }
+
+/// `POSTEE_JOURNAL_SYNCS` tunes the journal's flushes in flight; a bad value is named in a
+/// warning and the default used, and a good one works end to end.
+#[test]
+fn journal_syncs_variable_is_checked_and_used() {
+    let sink = Sink::start();
+    let cfg = format!(
+        "routes:\n- {{name: r, input: 'input.x >= 0', template: raw, actions: [hook]}}\ntemplates:\n- {{name: raw, rego-package: postee.rawmessage.json}}\nactions:\n- {{name: hook, type: webhook, enable: true, url: \"{}\"}}\n",
+        sink.url("/hook")
+    );
+    for (value, warned) in [("lots", true), ("0", true), ("1", false)] {
+        let p = Postee::start_with(
+            &cfg,
+            PosteeOptions {
+                env: vec![("POSTEE_JOURNAL_SYNCS".into(), value.into())],
+                ..PosteeOptions::default()
+            },
+        );
+        let before = sink.received_at("/hook").len();
+        for i in 0..5 {
+            assert_eq!(p.post("/", format!(r#"{{"x":{i}}}"#).as_bytes()).0, 200);
+        }
+        sink.wait_for("/hook", before + 5);
+        let log = p.stderr();
+        assert_eq!(
+            log.contains("POSTEE_JOURNAL_SYNCS must be a whole number from 1 to 16"),
+            warned,
+            "{value}: {log}"
+        );
+    }
+}
