@@ -8,6 +8,7 @@ pub mod http;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod pending;
+pub mod servicenow;
 pub mod slack;
 pub mod splunk;
 pub mod stdout;
@@ -197,8 +198,13 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
         concurrency: HTTP_CONCURRENCY,
     },
+    ActionType {
+        name: "servicenow",
+        keys: servicenow::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, servicenow::validate, servicenow::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("jira", pending::JIRA),
-    ActionType::not_yet("servicenow", pending::SERVICENOW),
     ActionType::not_yet("nexusiq", pending::NEXUSIQ),
     ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
@@ -830,12 +836,12 @@ mod tests {
             "opsgenie",
             "pagerduty",
             "splunk",
+            "servicenow",
         ] {
             assert!(is_implemented(t), "{t}");
         }
         for t in [
             "jira",
-            "servicenow",
             "nexusiq",
             "dependencytrack",
             "kubernetes",

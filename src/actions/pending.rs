@@ -25,13 +25,6 @@ pub const JIRA: &[KeySpec] = &[
     KeySpec::known("summary", Kind::Str),
 ];
 
-pub const SERVICENOW: &[KeySpec] = &[
-    KeySpec::known("user", Kind::Expand),
-    KeySpec::known("password", Kind::Secret),
-    KeySpec::known("instance", Kind::Str),
-    KeySpec::known("board", Kind::Str),
-];
-
 pub const NEXUSIQ: &[KeySpec] = &[
     KeySpec::known("url", Kind::Str),
     KeySpec::known("user", Kind::Expand),

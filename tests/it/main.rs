@@ -8,6 +8,7 @@
 mod common;
 
 mod actions_messaging;
+mod actions_ticketing;
 mod cli;
 mod concurrency;
 mod durability;

@@ -1,0 +1,628 @@
+//! The ticketing and security-platform actions (servicenow, dependencytrack, nexusiq) with the
+//! real binary against local fakes of each vendor's API. Each fake checks every request the
+//! way the vendor documents it (method, path, query, auth, content type, JSON field names and
+//! types), keeps the vendor's state (records, applications, uploads) so that retries can be
+//! checked for duplicates, and answers as the vendor does, error bodies included. A request
+//! the real API would refuse is recorded as a problem (and answered `400`): every test ends by
+//! checking there was none.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const FAST_RETRY: &str = "retry: {initial-delay: 20ms, max-delay: 50ms}";
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// A fake vendor server
+
+/// One request the fake got.
+#[derive(Debug, Clone)]
+struct Req {
+    at: std::time::Instant,
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+    /// The status it was answered with.
+    status: u16,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    /// The query's pairs, decoded, in order.
+    fn query_pairs(&self) -> Vec<(String, String)> {
+        let u = reqwest::Url::parse(&format!(
+            "http://x/?{}",
+            self.query.as_deref().unwrap_or("")
+        ))
+        .unwrap();
+        u.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+            headers: vec![],
+        }
+    }
+    fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            body: body.to_string(),
+            headers: vec![],
+        }
+    }
+    fn with_header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+}
+
+/// A reply forced on the next request to (method, path). With `after_processing`, the fake
+/// does the work first (the record is created) and then answers this: a lost answer.
+struct Forced {
+    method: &'static str,
+    path: String,
+    reply: Reply,
+    after_processing: bool,
+}
+
+/// The vendor's behaviour: checks a request (pushing what is wrong to `problems`), updates the
+/// state, answers.
+type Handler = fn(&Vendor, &Req, &mut Vec<String>) -> Reply;
+
+#[derive(Default)]
+struct Vendor {
+    /// Records (ServiceNow), applications (Nexus IQ), uploads (Dependency-Track, Nexus IQ scans).
+    records: Mutex<Vec<Value>>,
+    scans: Mutex<Vec<Value>>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    handler: Handler,
+    vendor: Arc<Vendor>,
+    received: Arc<Mutex<Vec<Req>>>,
+    forced: Arc<Mutex<VecDeque<Forced>>>,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+struct Fake {
+    port: u16,
+    st: FakeState,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Fake {
+    fn start(handler: Handler) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let st = FakeState {
+            handler,
+            vendor: Arc::default(),
+            received: Arc::default(),
+            forced: Arc::default(),
+            problems: Arc::default(),
+        };
+        let state = st.clone();
+        let thread = std::thread::spawn(move || {
+            block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(serve).with_state(state);
+                axum::serve(listener, app).await.unwrap();
+            })
+        });
+        Fake {
+            port,
+            st,
+            _thread: thread,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn force(&self, method: &'static str, path: &str, reply: Reply) {
+        self.st.forced.lock().unwrap().push_back(Forced {
+            method,
+            path: path.to_string(),
+            reply,
+            after_processing: false,
+        });
+    }
+
+    /// The next such request is processed, but its answer is `reply` (as when the answer is
+    /// lost on the way back).
+    fn lose_answer(&self, method: &'static str, path: &str, reply: Reply) {
+        self.st.forced.lock().unwrap().push_back(Forced {
+            method,
+            path: path.to_string(),
+            reply,
+            after_processing: true,
+        });
+    }
+
+    fn received(&self) -> Vec<Req> {
+        self.st.received.lock().unwrap().clone()
+    }
+
+    fn requests(&self, method: &str, path: &str) -> Vec<Req> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect()
+    }
+
+    fn wait_requests(&self, method: &str, path: &str, n: usize) -> Vec<Req> {
+        wait_until(
+            Duration::from_secs(30),
+            || self.requests(method, path).len() >= n,
+            || {
+                format!(
+                    "waiting for {n} {method} {path}; got {:#?}",
+                    self.received()
+                )
+            },
+        );
+        self.requests(method, path)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        self.st.vendor.records.lock().unwrap().clone()
+    }
+
+    fn scans(&self) -> Vec<Value> {
+        self.st.vendor.scans.lock().unwrap().clone()
+    }
+
+    fn assert_no_problems(&self) {
+        let p = self.st.problems.lock().unwrap().clone();
+        assert!(p.is_empty(), "requests the vendor would refuse: {p:#?}");
+    }
+}
+
+async fn serve(
+    State(st): State<FakeState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let mut req = Req {
+        at: std::time::Instant::now(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.to_vec(),
+        status: 0,
+    };
+    let forced = {
+        let mut f = st.forced.lock().unwrap();
+        match f.front() {
+            Some(x) if x.method == req.method && x.path == req.path => f.pop_front(),
+            _ => None,
+        }
+    };
+    let mut problems = Vec::new();
+    let reply = match forced {
+        Some(f) if !f.after_processing => f.reply,
+        Some(f) => {
+            let _ = (st.handler)(&st.vendor, &req, &mut problems);
+            f.reply
+        }
+        None => (st.handler)(&st.vendor, &req, &mut problems),
+    };
+    let reply = if problems.is_empty() {
+        reply
+    } else {
+        let mut p = st.problems.lock().unwrap();
+        for x in &problems {
+            p.push(format!("{} {}: {x}", req.method, req.path));
+        }
+        Reply::text(400, &problems.join("; "))
+    };
+    req.status = reply.status;
+    st.received.lock().unwrap().push(req);
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static(reply.content_type),
+    );
+    for (k, v) in reply.headers {
+        resp.headers_mut()
+            .insert(k, axum::http::HeaderValue::from_str(&v).unwrap());
+    }
+    resp
+}
+
+/// Checks a JSON object's fields: each listed name must be there with the given type
+/// ("string", "number", "bool"), and there must be no other.
+fn check_fields(body: &Value, fields: &[(&str, &str)], problems: &mut Vec<String>) {
+    let Some(obj) = body.as_object() else {
+        problems.push(format!("body is not a JSON object: {body}"));
+        return;
+    };
+    for (name, kind) in fields {
+        let ok = match (obj.get(*name), *kind) {
+            (Some(Value::String(_)), "string") => true,
+            (Some(Value::Number(n)), "int") => n.is_i64(),
+            (Some(Value::Bool(_)), "bool") => true,
+            _ => false,
+        };
+        if !ok {
+            problems.push(format!(
+                "field {name} must be a {kind}, got {:?}",
+                obj.get(*name)
+            ));
+        }
+    }
+    for k in obj.keys() {
+        if !fields.iter().any(|(n, _)| n == k) {
+            problems.push(format!("unexpected field {k}"));
+        }
+    }
+}
+
+fn dead_letters(p: &Postee, n: usize) -> Vec<Value> {
+    wait_until(
+        Duration::from_secs(30),
+        || p.api_get("/dlq").1.as_array().is_some_and(|a| a.len() >= n),
+        || format!("waiting for {n} dead letters; log:\n{}", p.stderr()),
+    );
+    p.api_get("/dlq").1.as_array().unwrap().clone()
+}
+
+fn post_event(p: &Postee, fixture_name: &str) -> String {
+    let (status, body) = p.post_fixture("/", fixture_name);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn post_json(p: &Postee, v: &Value) -> String {
+    let (status, body) = p.post("/", &serde_json::to_vec(v).unwrap());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A permanent failure is visible everywhere users look: the dead letter, the event's
+/// history, and the log line; `expected` is in each.
+fn assert_failure_visible(p: &Postee, event_id: &str, expected: &str) {
+    let dead = dead_letters(p, 1);
+    let d = dead
+        .iter()
+        .find(|d| d["delivery"]["event_id"] == event_id)
+        .unwrap_or_else(|| panic!("no dead letter for {event_id}: {dead:#?}"));
+    let error = d["error"].as_str().unwrap();
+    assert!(error.contains(expected), "dead letter: {error}");
+    assert_eq!(d["delivery"]["attempts"], 1, "permanent: not retried");
+    let (_, ev) = p.api_get(&format!("/events/{event_id}"));
+    let action = &ev["routes"][0]["actions"][0];
+    assert_eq!(action["status"], "dead", "{ev}");
+    assert!(
+        action["last_error"].as_str().unwrap().contains(expected),
+        "{ev}"
+    );
+    let log = p.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("outcome") && l.contains("dead") && l.contains(event_id))
+        .unwrap_or_else(|| panic!("no dead log line for {event_id}:\n{log}"));
+    assert!(line.contains(expected), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------
+// ServiceNow
+
+const SNOW_USER: &str = "postee";
+const SNOW_PASSWORD: &str = "snow-pass-1";
+const SNOW_TABLE: &str = "/api/now/table/incident";
+
+/// The Table API: `GET` (query) and `POST` (insert) on `/api/now/table/incident`, Basic auth.
+fn servicenow(v: &Vendor, r: &Req, problems: &mut Vec<String>) -> Reply {
+    if r.header("authorization") != Some(basic(SNOW_USER, SNOW_PASSWORD).as_str()) {
+        return Reply::json(
+            401,
+            json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"}),
+        );
+    }
+    if r.path != SNOW_TABLE {
+        return Reply::json(
+            400,
+            json!({"error": {"message": "Invalid table", "detail": null}, "status": "failure"}),
+        );
+    }
+    if r.header("accept") != Some("application/json") {
+        problems.push(format!("Accept: {:?}", r.header("accept")));
+    }
+    match r.method.as_str() {
+        "GET" => {
+            let q = r.query_pairs();
+            let names: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();
+            if names != ["sysparm_query", "sysparm_limit", "sysparm_fields"] {
+                problems.push(format!("query parameters {names:?}"));
+            }
+            let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("sysparm_limit").as_deref() != Some("1") {
+                problems.push("sysparm_limit".into());
+            }
+            if get("sysparm_fields").as_deref() != Some("sys_id,number") {
+                problems.push("sysparm_fields".into());
+            }
+            let Some(id) = get("sysparm_query")
+                .and_then(|s| s.strip_prefix("correlation_id=").map(str::to_string))
+            else {
+                problems.push("sysparm_query is not correlation_id=<id>".into());
+                return Reply::json(200, json!({"result": []}));
+            };
+            let found: Vec<Value> = v
+                .records
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|rec| rec["correlation_id"] == id.as_str())
+                .take(1)
+                .map(|rec| json!({"sys_id": rec["sys_id"], "number": rec["number"]}))
+                .collect();
+            Reply::json(200, json!({"result": found}))
+        }
+        "POST" => {
+            if r.header("content-type") != Some("application/json") {
+                problems.push(format!("Content-Type: {:?}", r.header("content-type")));
+            }
+            let body = r.json();
+            check_fields(
+                &body,
+                &[
+                    ("short_description", "string"),
+                    ("work_notes", "string"),
+                    ("opened_at", "string"),
+                    ("caller_id", "string"),
+                    ("category", "string"),
+                    ("subcategory", "string"),
+                    ("impact", "int"),
+                    ("urgency", "int"),
+                    ("state", "int"),
+                    ("description", "string"),
+                    ("assigned_to", "string"),
+                    ("assignment_group", "string"),
+                    ("correlation_id", "string"),
+                ],
+                problems,
+            );
+            if body["correlation_id"]
+                .as_str()
+                .is_some_and(|c| c.len() > 100)
+            {
+                problems.push("correlation_id longer than its 100-character column".into());
+            }
+            let mut records = v.records.lock().unwrap();
+            let mut rec = body.clone();
+            rec["sys_id"] = json!(format!(
+                "{:032x}",
+                0x9d38_5017_c611_2283_u64 + records.len() as u64
+            ));
+            rec["number"] = json!(format!("INC00{}", 10001 + records.len()));
+            records.push(rec.clone());
+            Reply::json(201, json!({"result": rec}))
+        }
+        m => Reply::json(
+            405,
+            json!({"error": {"message": format!("Method {m} not allowed"), "detail": null}, "status": "failure"}),
+        ),
+    }
+}
+
+fn servicenow_config(fake: &Fake, password: &str, template: &str) -> String {
+    format!(
+        "routes:\n  - name: r\n    template: {template}\n    actions: [snow]\n\
+         templates:\n  - name: servicenow\n    rego-package: postee.servicenow\n\
+         \x20 - name: raw\n    rego-package: postee.rawmessage.json\n\
+         actions:\n  - name: snow\n    type: serviceNow\n    enable: true\n    user: {SNOW_USER}\n    password: {password}\n    instance-url: {}\n    {FAST_RETRY}\n",
+        fake.url("")
+    )
+}
+
+#[test]
+fn servicenow_inserts_an_incident_with_postees_fields_after_looking_for_an_earlier_one() {
+    let fake = Fake::start(servicenow);
+    let p = Postee::start(&servicenow_config(&fake, SNOW_PASSWORD, "servicenow"));
+    let id = post_event(&p, "events/aqua-scan.json");
+    let posts = fake.wait_requests("POST", SNOW_TABLE, 1);
+    p.wait_deliveries(1);
+    let gets = fake.requests("GET", SNOW_TABLE);
+    assert_eq!(gets.len(), 1);
+    assert!(gets[0].at <= posts[0].at, "looked up before inserting");
+    assert_eq!(
+        gets[0].query.as_deref(),
+        Some(
+            format!(
+                "sysparm_query=correlation_id%3D{}%3Ar%3Asnow&sysparm_limit=1&sysparm_fields=sys_id%2Cnumber",
+                id
+            )
+            .as_str()
+        )
+    );
+    let post = &posts[0];
+    let body = post.json();
+    // Postee's field order, as sent.
+    let text = post.text();
+    let order: Vec<usize> = [
+        "short_description",
+        "work_notes",
+        "opened_at",
+        "caller_id",
+        "category",
+        "subcategory",
+        "impact",
+        "urgency",
+        "state",
+        "description",
+        "assigned_to",
+        "assignment_group",
+        "correlation_id",
+    ]
+    .iter()
+    .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(
+        body["short_description"],
+        "Aqua security | image | all-in-one:3.5.19223 | Scan report"
+    );
+    let notes = body["work_notes"].as_str().unwrap();
+    assert!(notes.starts_with("[code]") && notes.ends_with("[/code]"));
+    assert!(notes.contains("<p><b>Name:</b> all-in-one:3.5.19223</p>"));
+    assert_eq!(body["opened_at"], "2021-06-24 14:14:26", "UTC");
+    assert_eq!(body["caller_id"], SNOW_USER);
+    assert_eq!(body["category"], "Security Image Scan results");
+    assert_eq!(body["subcategory"], "Security incident");
+    assert_eq!(body["impact"], 1);
+    assert_eq!(body["urgency"], 1);
+    assert_eq!(body["state"], 0);
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Name: all-in-one:3.5.19223\nRegistry: Aqua\n")
+    );
+    assert_eq!(body["assigned_to"], "owner@example.com");
+    assert_eq!(body["assignment_group"], "group");
+    assert_eq!(body["correlation_id"], format!("{id}:r:snow"));
+    wait_until(
+        Duration::from_secs(10),
+        || p.stderr().contains("INC0010001"),
+        || format!("the created number is logged:\n{}", p.stderr()),
+    );
+    assert_eq!(fake.records().len(), 1);
+    assert!(!p.stderr().contains(SNOW_PASSWORD));
+    fake.assert_no_problems();
+}
+
+#[test]
+fn servicenow_retries_without_opening_a_second_incident() {
+    let fake = Fake::start(servicenow);
+    // The first insert is stored but its answer is lost (a 503 comes back instead).
+    fake.lose_answer(
+        "POST",
+        SNOW_TABLE,
+        Reply::text(503, "<html><body>Service Unavailable</body></html>"),
+    );
+    let p = Postee::start(&servicenow_config(&fake, SNOW_PASSWORD, "raw"));
+    let first = post_json(&p, &json!({"n": 1}));
+    fake.wait_requests("GET", SNOW_TABLE, 2);
+    p.wait_deliveries(2);
+    assert_eq!(
+        fake.requests("POST", SNOW_TABLE).len(),
+        1,
+        "the retry found the record and did not insert again"
+    );
+    assert_eq!(fake.records().len(), 1);
+    assert_eq!(
+        fake.records()[0]["correlation_id"],
+        format!("{first}:r:snow")
+    );
+    // Without `result_*` rules: Postee's defaults.
+    let rec = &fake.records()[0];
+    assert_eq!(rec["impact"], 3);
+    assert_eq!(rec["opened_at"], "");
+    assert_eq!(rec["category"], "");
+
+    // 429 with Retry-After: the insert is retried after it, once.
+    fake.force(
+        "POST",
+        SNOW_TABLE,
+        Reply::json(
+            429,
+            json!({"error": {"message": "Too Many Requests", "detail": "Rate limit exceeded"}, "status": "failure"}),
+        )
+        .with_header("Retry-After", "1"),
+    );
+    post_json(&p, &json!({"n": 2}));
+    let posts = fake.wait_requests("POST", SNOW_TABLE, 3);
+    assert_eq!(posts[1].status, 429);
+    assert_eq!(posts[2].status, 201);
+    assert!(
+        posts[2].at - posts[1].at >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(
+        posts[1].body, posts[2].body,
+        "the same record is sent again"
+    );
+    p.wait_deliveries(4);
+    assert_eq!(fake.records().len(), 2);
+    let log = p.stderr();
+    assert!(
+        log.contains("Too Many Requests: Rate limit exceeded"),
+        "{log}"
+    );
+    assert!(log.contains("exists already"), "{log}");
+    fake.assert_no_problems();
+}
+
+#[test]
+fn servicenow_refusing_the_credentials_is_a_dead_letter_with_its_message() {
+    let fake = Fake::start(servicenow);
+    let p = Postee::start(&servicenow_config(&fake, "wrong-pass-2", "raw"));
+    let id = post_json(&p, &json!({"n": 1}));
+    assert_failure_visible(
+        &p,
+        &id,
+        "HTTP 401 Unauthorized: User Not Authenticated: Required to provide Auth information (check `user` and `password`)",
+    );
+    assert!(fake.requests("POST", SNOW_TABLE).is_empty());
+    assert!(!p.stderr().contains("wrong-pass-2"));
+    let dlq = p.api_get("/dlq").1.to_string();
+    assert!(!dlq.contains("wrong-pass-2"));
+    fake.assert_no_problems();
+}
