@@ -2,6 +2,7 @@
 //! config, `validate` and `build`; this file holds the trait, the registry of every type, the
 //! shared validation helpers, and the error classification the dispatcher relies on.
 
+pub mod dependencytrack;
 pub mod email;
 pub mod exec;
 pub mod http;
@@ -204,9 +205,14 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, servicenow::validate, servicenow::build)),
         concurrency: HTTP_CONCURRENCY,
     },
+    ActionType {
+        name: "dependencytrack",
+        keys: dependencytrack::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, dependencytrack::validate, dependencytrack::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("jira", pending::JIRA),
     ActionType::not_yet("nexusiq", pending::NEXUSIQ),
-    ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
     ActionType::not_yet("docker", pending::DOCKER),
     ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
@@ -837,17 +843,11 @@ mod tests {
             "pagerduty",
             "splunk",
             "servicenow",
+            "dependencytrack",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in [
-            "jira",
-            "nexusiq",
-            "dependencytrack",
-            "kubernetes",
-            "docker",
-            "awssecurityhub",
-        ] {
+        for t in ["jira", "nexusiq", "kubernetes", "docker", "awssecurityhub"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

@@ -32,11 +32,6 @@ pub const NEXUSIQ: &[KeySpec] = &[
     KeySpec::known("organization-id", Kind::Str),
 ];
 
-pub const DEPENDENCYTRACK: &[KeySpec] = &[
-    KeySpec::known("url", Kind::Str),
-    KeySpec::known("dependency-track-api-key", Kind::Secret),
-];
-
 pub const KUBERNETES: &[KeySpec] = &[
     KeySpec::known("kube-namespace", Kind::Str),
     KeySpec::known("kube-config-file", Kind::Str),

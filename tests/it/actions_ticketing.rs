@@ -626,3 +626,201 @@ fn servicenow_refusing_the_credentials_is_a_dead_letter_with_its_message() {
     assert!(!dlq.contains("wrong-pass-2"));
     fake.assert_no_problems();
 }
+
+// ---------------------------------------------------------------------------------------
+// Dependency-Track
+
+const DT_KEY: &str = "odt_secretKey0123456789";
+const DT_BOM: &str = "/api/v1/bom";
+
+/// `PUT /api/v1/bom` with `X-Api-Key` and a `BomSubmitRequest`; the project versions are the
+/// records (one per name and version: an upload replaces the version's components).
+fn dependencytrack(v: &Vendor, r: &Req, problems: &mut Vec<String>) -> Reply {
+    if r.header("x-api-key") != Some(DT_KEY) {
+        // Dependency-Track's authentication filter answers with no body.
+        return Reply::text(401, "");
+    }
+    if (r.method.as_str(), r.path.as_str()) != ("PUT", DT_BOM) {
+        return Reply::text(405, "");
+    }
+    if r.header("content-type") != Some("application/json") {
+        problems.push(format!("Content-Type: {:?}", r.header("content-type")));
+    }
+    let body = r.json();
+    check_fields(
+        &body,
+        &[
+            ("projectName", "string"),
+            ("projectVersion", "string"),
+            ("autoCreate", "bool"),
+            ("bom", "string"),
+        ],
+        problems,
+    );
+    let bom = base64::engine::general_purpose::STANDARD
+        .decode(body["bom"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let doc: Value = serde_json::from_slice(&bom).unwrap_or(Value::Null);
+    if doc["bomFormat"] != "CycloneDX" {
+        return Reply::json(
+            400,
+            json!({"status": 400, "title": "The uploaded BOM is invalid", "detail": "Schema validation failed", "errors": ["$.bomFormat: is missing but it is required"]}),
+        )
+        .with_content_type("application/problem+json");
+    }
+    let mut projects = v.records.lock().unwrap();
+    let key = (body["projectName"].clone(), body["projectVersion"].clone());
+    projects.retain(|p| (p["name"].clone(), p["version"].clone()) != key);
+    projects.push(json!({"name": key.0, "version": key.1, "bom": String::from_utf8_lossy(&bom)}));
+    v.scans.lock().unwrap().push(body.clone());
+    Reply::json(
+        200,
+        json!({"token": format!("8d2ad3a5-6c2b-4a4e-9e3f-{:012x}", projects.len())}),
+    )
+}
+
+impl Reply {
+    fn with_content_type(mut self, ct: &'static str) -> Reply {
+        self.content_type = ct;
+        self
+    }
+}
+
+fn dependencytrack_config(fake: &Fake, key: &str) -> String {
+    format!(
+        "routes:\n  - name: r\n    template: sbom\n    input: input.kind == \"SbomReport\"\n    actions: [dtrack]\n\
+         \x20 - name: plain\n    template: passthrough\n    input: input.title\n    actions: [dtrack]\n\
+         templates:\n  - name: sbom\n    rego-package: postee.trivyoperator.dependencytrack\n\
+         \x20 - name: passthrough\n    body: |\n      package passthrough\n      title = input.title\n      result = input.result\n\
+         actions:\n  - name: dtrack\n    type: dependencytrack\n    enable: true\n    url: {}\n    dependency-track-api-key: {key}\n    {FAST_RETRY}\n",
+        fake.url("")
+    )
+}
+
+#[test]
+fn dependencytrack_uploads_the_compacted_bom_in_base64_for_the_titles_project() {
+    let fake = Fake::start(dependencytrack);
+    let p = Postee::start(&dependencytrack_config(&fake, DT_KEY));
+    post_event(&p, "events/trivy-operator-sbomreport.json");
+    let got = fake.wait_requests("PUT", DT_BOM, 1);
+    p.wait_deliveries(1);
+    let body = got[0].json();
+    assert_eq!(body["projectName"], "library/nginx");
+    assert_eq!(body["projectVersion"], "1.16");
+    assert_eq!(body["autoCreate"], true);
+    let bom = base64::engine::general_purpose::STANDARD
+        .decode(body["bom"].as_str().unwrap())
+        .unwrap();
+    let bom = String::from_utf8(bom).unwrap();
+    let fixture: Value = serde_json::from_slice(
+        &std::fs::read(fixture("events/trivy-operator-sbomreport.json")).unwrap(),
+    )
+    .unwrap();
+    let components = &fixture["report"]["components"];
+    assert_eq!(serde_json::from_str::<Value>(&bom).unwrap(), *components);
+    // Compact: no whitespace between tokens (Go's json.Compact of the rendered result).
+    assert!(
+        !bom.contains('\n') && !bom.contains("\": ") && !bom.contains(", \""),
+        "{bom}"
+    );
+    assert!(bom.starts_with("{\"bomFormat\":\"CycloneDX\","), "{bom}");
+    wait_until(
+        Duration::from_secs(10),
+        || p.stderr().contains("8d2ad3a5-6c2b-4a4e-9e3f-000000000001"),
+        || format!("the token is logged:\n{}", p.stderr()),
+    );
+    assert!(!p.stderr().contains(DT_KEY));
+    fake.assert_no_problems();
+}
+
+#[test]
+fn dependencytrack_retries_503_and_429_and_a_lost_answer_leaves_one_project_version() {
+    let fake = Fake::start(dependencytrack);
+    fake.lose_answer("PUT", DT_BOM, Reply::text(503, "Service Unavailable"));
+    fake.force(
+        "PUT",
+        DT_BOM,
+        Reply::text(429, "Too Many Requests").with_header("Retry-After", "1"),
+    );
+    let p = Postee::start(&dependencytrack_config(&fake, DT_KEY));
+    let bom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "a b", "version": "1"}]});
+    post_json(&p, &json!({"title": "shop:2.0", "result": bom}));
+    let got = fake.wait_requests("PUT", DT_BOM, 3);
+    p.wait_deliveries(3);
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 429, 200]
+    );
+    assert!(
+        got[2].at - got[1].at >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured"
+    );
+    assert!(got.windows(2).all(|w| w[0].body == w[1].body));
+    let projects = fake.records();
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    assert_eq!(
+        projects[0]["bom"],
+        r#"{"bomFormat":"CycloneDX","components":[{"name":"a b","version":"1"}],"specVersion":"1.5"}"#
+    );
+    fake.assert_no_problems();
+}
+
+#[test]
+fn dependencytrack_dead_letters_a_refused_key_and_content_it_cannot_upload() {
+    let fake = Fake::start(dependencytrack);
+    let p = Postee::start(&dependencytrack_config(&fake, "odt_wrongKey99"));
+    let id = post_json(
+        &p,
+        &json!({"title": "shop:2.0", "result": {"bomFormat": "CycloneDX"}}),
+    );
+    assert_failure_visible(
+        &p,
+        &id,
+        "failed to upload BOM: api error (status: 401) (the API key was refused: check `dependency-track-api-key`; its team needs the BOM_UPLOAD and PROJECT_CREATION_UPLOAD permissions)",
+    );
+    assert!(!p.stderr().contains("odt_wrongKey99"));
+    assert!(!p.api_get("/dlq").1.to_string().contains("odt_wrongKey99"));
+
+    // Bad content never reaches the server and is not retried.
+    let no_colon = post_json(
+        &p,
+        &json!({"title": "shop", "result": {"bomFormat": "CycloneDX"}}),
+    );
+    let not_json = post_json(&p, &json!({"title": "shop:2.0", "result": "<bom/>"}));
+    let dead = dead_letters(&p, 3);
+    let error_of = |id: &str| {
+        dead.iter()
+            .find(|d| d["delivery"]["event_id"] == id)
+            .map(|d| {
+                (
+                    d["error"].as_str().unwrap().to_string(),
+                    d["delivery"]["attempts"].clone(),
+                )
+            })
+            .unwrap()
+    };
+    let (e, attempts) = error_of(&no_colon);
+    assert!(e.starts_with("title key has wrong format"), "{e}");
+    assert_eq!(attempts, 1);
+    let (e, attempts) = error_of(&not_json);
+    assert!(e.starts_with("description key has wrong format: "), "{e}");
+    assert_eq!(attempts, 1);
+    assert_eq!(fake.requests("PUT", DT_BOM).len(), 1);
+    fake.assert_no_problems();
+}
+
+#[test]
+fn dependencytrack_an_invalid_bom_is_a_dead_letter_with_the_problem_details() {
+    let fake = Fake::start(dependencytrack);
+    let p = Postee::start(&dependencytrack_config(&fake, DT_KEY));
+    let id = post_json(
+        &p,
+        &json!({"title": "shop:2.0", "result": {"components": []}}),
+    );
+    assert_failure_visible(
+        &p,
+        &id,
+        "failed to upload BOM: api error (status: 400): {\"detail\":\"Schema validation failed\"",
+    );
+    fake.assert_no_problems();
+}
