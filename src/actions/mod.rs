@@ -6,6 +6,7 @@ pub mod dependencytrack;
 pub mod email;
 pub mod exec;
 pub mod http;
+pub mod nexusiq;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod pending;
@@ -211,8 +212,13 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, dependencytrack::validate, dependencytrack::build)),
         concurrency: HTTP_CONCURRENCY,
     },
+    ActionType {
+        name: "nexusiq",
+        keys: nexusiq::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, nexusiq::validate, nexusiq::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("jira", pending::JIRA),
-    ActionType::not_yet("nexusiq", pending::NEXUSIQ),
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
     ActionType::not_yet("docker", pending::DOCKER),
     ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
@@ -844,10 +850,11 @@ mod tests {
             "splunk",
             "servicenow",
             "dependencytrack",
+            "nexusiq",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in ["jira", "nexusiq", "kubernetes", "docker", "awssecurityhub"] {
+        for t in ["jira", "kubernetes", "docker", "awssecurityhub"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

@@ -25,13 +25,6 @@ pub const JIRA: &[KeySpec] = &[
     KeySpec::known("summary", Kind::Str),
 ];
 
-pub const NEXUSIQ: &[KeySpec] = &[
-    KeySpec::known("url", Kind::Str),
-    KeySpec::known("user", Kind::Expand),
-    KeySpec::known("password", Kind::Secret),
-    KeySpec::known("organization-id", Kind::Str),
-];
-
 pub const KUBERNETES: &[KeySpec] = &[
     KeySpec::known("kube-namespace", Kind::Str),
     KeySpec::known("kube-config-file", Kind::Str),

@@ -824,3 +824,227 @@ fn dependencytrack_an_invalid_bom_is_a_dead_letter_with_the_problem_details() {
     );
     fake.assert_no_problems();
 }
+
+// ---------------------------------------------------------------------------------------
+// Nexus IQ
+
+const IQ_USER: &str = "admin";
+const IQ_PASSWORD: &str = "iq-pass-1";
+const IQ_ORG: &str = "222de33e8005408a844c12eab952c9b0";
+const IQ_APPS: &str = "/api/v2/applications";
+
+fn iq_org_path() -> String {
+    format!("/api/v2/applications/organization/{IQ_ORG}")
+}
+
+/// The applications API (list by organization, create) and the third-party scan API; the
+/// applications are the records, the registered BOMs the scans.
+fn nexusiq(v: &Vendor, r: &Req, problems: &mut Vec<String>) -> Reply {
+    if r.header("authorization") != Some(basic(IQ_USER, IQ_PASSWORD).as_str()) {
+        return Reply::text(401, "Authentication required")
+            .with_header("WWW-Authenticate", "BASIC realm=\"Sonatype IQ Server\"");
+    }
+    let app_json = |a: &Value| json!({"id": a["id"], "publicId": a["publicId"], "name": a["name"], "organizationId": a["organizationId"], "contactUserName": null, "applicationTags": []});
+    let scan_prefix = "/api/v2/scan/applications/";
+    match r.method.as_str() {
+        "GET" if r.path.starts_with("/api/v2/applications/organization/") => {
+            if r.path != iq_org_path() {
+                return Reply::text(404, "Organization not found");
+            }
+            let apps: Vec<Value> = v.records.lock().unwrap().iter().map(app_json).collect();
+            Reply::json(200, json!({"applications": apps}))
+        }
+        "POST" if r.path == IQ_APPS => {
+            if r.header("content-type") != Some("application/json") {
+                problems.push(format!("Content-Type: {:?}", r.header("content-type")));
+            }
+            let body = r.json();
+            check_fields(
+                &body,
+                &[
+                    ("name", "string"),
+                    ("organizationId", "string"),
+                    ("publicId", "string"),
+                ],
+                problems,
+            );
+            if body["organizationId"] != IQ_ORG {
+                return Reply::text(404, "Organization not found");
+            }
+            let mut apps = v.records.lock().unwrap();
+            if apps.iter().any(|a| a["publicId"] == body["publicId"]) {
+                problems.push(format!("a second application {}", body["publicId"]));
+                return Reply::text(400, "Application public ID must be unique");
+            }
+            let app = json!({
+                "id": format!("4bb67dcfc86344e3a483832f8c496{:03}", apps.len() + 1),
+                "publicId": body["publicId"], "name": body["name"], "organizationId": body["organizationId"],
+            });
+            apps.push(app.clone());
+            Reply::json(200, app_json(&app))
+        }
+        "POST" if r.path.starts_with(scan_prefix) => {
+            let rest = &r.path[scan_prefix.len()..];
+            let Some(id) = rest.strip_suffix("/sources/cyclone") else {
+                return Reply::text(404, "Not Found");
+            };
+            if !v.records.lock().unwrap().iter().any(|a| a["id"] == id) {
+                return Reply::text(404, &format!("Application not found: {id}"));
+            }
+            if r.header("content-type") != Some("application/xml") {
+                problems.push(format!("Content-Type: {:?}", r.header("content-type")));
+            }
+            let xml = r.text();
+            if !xml.trim_start().starts_with("<?xml") || !xml.contains("<bom") {
+                return Reply::text(400, "Unable to parse the scan: not a CycloneDX document");
+            }
+            let mut scans = v.scans.lock().unwrap();
+            scans.push(json!({"application": id, "xml": xml}));
+            Reply::json(
+                202,
+                json!({"statusUrl": format!("api/v2/scan/applications/{id}/status/9cee2b6366fc4d328edc318eae46b2c{}", scans.len())}),
+            )
+        }
+        _ => Reply::text(404, "Not Found"),
+    }
+}
+
+fn nexusiq_config(fake: &Fake, password: &str) -> String {
+    format!(
+        "routes:\n  - name: r\n    template: vuls-cyclonedx\n    actions: [iq]\n\
+         templates:\n  - name: vuls-cyclonedx\n    rego-package: postee.vuls.cyclondx\n\
+         actions:\n  - name: iq\n    type: nexusIq\n    enable: true\n    url: {}\n    user: {IQ_USER}\n    password: {password}\n    organization-id: {IQ_ORG}\n    {FAST_RETRY}\n",
+        fake.url("")
+    )
+}
+
+#[test]
+fn nexusiq_creates_the_application_once_and_registers_each_bom() {
+    let fake = Fake::start(nexusiq);
+    let p = Postee::start(&nexusiq_config(&fake, IQ_PASSWORD));
+    post_event(&p, "events/aqua-scan.json");
+    let app_id = "4bb67dcfc86344e3a483832f8c496001";
+    let scan_path = format!("/api/v2/scan/applications/{app_id}/sources/cyclone");
+    fake.wait_requests("POST", &scan_path, 1);
+    p.wait_deliveries(1);
+    let calls: Vec<(String, String)> = fake
+        .received()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET".to_string(), iq_org_path()),
+            ("POST".to_string(), IQ_APPS.to_string()),
+            ("POST".to_string(), scan_path.clone()),
+        ]
+    );
+    let create = &fake.requests("POST", IQ_APPS)[0];
+    assert_eq!(
+        create.json(),
+        json!({"name": "all-in-one_3_5_19223", "organizationId": IQ_ORG, "publicId": "all-in-one_3_5_19223"})
+    );
+    let get = &fake.requests("GET", &iq_org_path())[0];
+    assert_eq!(
+        get.header("content-type"),
+        Some("application/json"),
+        "as Postee"
+    );
+    let scan = &fake.requests("POST", &scan_path)[0];
+    let xml = scan.text();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains("<v:id>CVE-2018-1000517</v:id>"), "{xml}");
+    wait_until(
+        Duration::from_secs(10),
+        || p.stderr().contains("9cee2b6366fc4d328edc318eae46b2c1"),
+        || format!("the status URL is logged:\n{}", p.stderr()),
+    );
+
+    // The same image again: found by its public id, not created again.
+    post_event(&p, "events/aqua-scan.json");
+    fake.wait_requests("POST", &scan_path, 2);
+    p.wait_deliveries(2);
+    assert_eq!(fake.requests("POST", IQ_APPS).len(), 1);
+    assert_eq!(fake.records().len(), 1);
+    assert_eq!(fake.scans().len(), 2);
+    assert!(!p.stderr().contains(IQ_PASSWORD));
+    fake.assert_no_problems();
+}
+
+#[test]
+fn nexusiq_retries_find_the_application_created_by_an_earlier_attempt() {
+    let fake = Fake::start(nexusiq);
+    let app_id = "4bb67dcfc86344e3a483832f8c496001";
+    let scan_path = format!("/api/v2/scan/applications/{app_id}/sources/cyclone");
+    // The application is created, then the registration fails twice.
+    fake.force(
+        "GET",
+        &iq_org_path(),
+        Reply::text(429, "Too Many Requests").with_header("Retry-After", "1"),
+    );
+    let p = Postee::start(&nexusiq_config(&fake, IQ_PASSWORD));
+    fake.force("POST", &scan_path, Reply::text(503, "Service Unavailable"));
+    fake.force("POST", &scan_path, Reply::text(502, "Bad Gateway"));
+    post_event(&p, "events/aqua-scan.json");
+    let scans = fake.wait_requests("POST", &scan_path, 3);
+    p.wait_deliveries(4);
+    let gets = fake.requests("GET", &iq_org_path());
+    assert_eq!(gets[0].status, 429);
+    assert!(
+        gets[1].at - gets[0].at >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(
+        scans.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 502, 202]
+    );
+    assert_eq!(gets.len(), 4, "every attempt looks the application up");
+    assert_eq!(
+        fake.requests("POST", IQ_APPS).len(),
+        1,
+        "created once, then found"
+    );
+    assert_eq!(fake.records().len(), 1);
+    assert_eq!(fake.scans().len(), 1);
+    let log = p.stderr();
+    assert!(
+        log.contains("error fetching application: HTTP 429"),
+        "{log}"
+    );
+    assert!(
+        log.contains("error registering bom: HTTP 503 Service Unavailable: Service Unavailable"),
+        "{log}"
+    );
+    fake.assert_no_problems();
+}
+
+#[test]
+fn nexusiq_refused_credentials_and_non_json_answers_are_dead_letters() {
+    let fake = Fake::start(nexusiq);
+    let p = Postee::start(&nexusiq_config(&fake, "wrong-iq-pass"));
+    let id = post_event(&p, "events/aqua-scan.json");
+    assert_failure_visible(
+        &p,
+        &id,
+        "error fetching application: HTTP 401 Unauthorized: Authentication required (check `user` and `password`)",
+    );
+    assert!(!p.stderr().contains("wrong-iq-pass"));
+    assert!(!p.api_get("/dlq").1.to_string().contains("wrong-iq-pass"));
+    assert_eq!(fake.received().len(), 1);
+
+    // A 2xx that is not a JSON object (a login page from a proxy) is not a success.
+    let fake = Fake::start(nexusiq);
+    let p = Postee::start(&nexusiq_config(&fake, IQ_PASSWORD));
+    let mut page = Reply::text(200, "<html><body>Sign in</body></html>");
+    page.content_type = "text/html";
+    fake.force("GET", &iq_org_path(), page);
+    let id = post_event(&p, "events/aqua-scan.json");
+    assert_failure_visible(
+        &p,
+        &id,
+        "error fetching application: the answer is not a JSON object: <html><body>Sign in</body></html>",
+    );
+    assert!(fake.requests("POST", IQ_APPS).is_empty());
+    fake.assert_no_problems();
+}
