@@ -344,7 +344,7 @@ impl Action for NexusIq {
                 {
                     "purpose": "register the BOM",
                     "method": "POST",
-                    "url": shown_url(&self.scan_url("<application id>")),
+                    "url": shown_url(&self.scan_url("APPLICATION-ID")).replace("APPLICATION-ID", "<application id>"),
                     "headers": {"Accept": "application/json", "Content-Type": "application/xml", "Authorization": auth},
                     "body": msg.content.description,
                 },

@@ -1048,3 +1048,218 @@ fn nexusiq_refused_credentials_and_non_json_answers_are_dead_letters() {
     assert!(fake.requests("POST", IQ_APPS).is_empty());
     fake.assert_no_problems();
 }
+
+// ---------------------------------------------------------------------------------------
+// Load-time checks and previews
+
+fn output(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn missing_or_invalid_keys_of_ticketing_actions_are_load_errors_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        "routes:\n  - name: r\n    actions: [s1, s2, s3, dt, iq]\n\
+         actions:\n\
+         \x20 - name: s1\n    type: servicenow\n    enable: true\n\
+         \x20 - name: s2\n    type: serviceNow\n    enable: true\n    user: postee\n    password: $UNSET_SNOW_PASSWORD_VAR\n    instance: dev1\n    instance-url: https://itsm.example.com\n\
+         \x20 - name: s3\n    type: SERVICENOW\n    enable: true\n    user: postee\n    password: secret-snow-value-7\n    instance: https://dev1.service-now.com\n    board: incident; drop\n\
+         \x20 - name: dt\n    type: dependencytrack\n    enable: true\n    url: ftp://dt.example\n\
+         \x20 - name: iq\n    type: nexusIQ\n    enable: true\n    url: https://iq.example\n    timeout: soon\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--cfgfile", cfg.to_str().unwrap()], &[]);
+    let text = output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        "actions[s1].user: missing: the ServiceNow user is empty",
+        "actions[s1].password: missing: the ServiceNow password is empty",
+        "actions[s1].instance: missing: the instance name",
+        // Postee checked credentials only for the lower-case spelling; any spelling here.
+        "actions[s2].password: missing: the ServiceNow password is empty",
+        "actions[s2].instance-url: set either `instance` or `instance-url`, not both",
+        "actions[s3].instance: \"https://dev1.service-now.com\" is not an instance name",
+        "actions[s3].board: \"incident; drop\" is not a table name",
+        "actions[dt].url: unsupported scheme `ftp`",
+        "actions[dt].dependency-track-api-key: missing",
+        "actions[iq].user: missing",
+        "actions[iq].password: missing",
+        "actions[iq].organization-id: missing",
+        "actions[iq].timeout:",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("secret-snow-value-7"), "{text}");
+    assert!(!text.contains("not supported yet"), "{text}");
+}
+
+#[test]
+fn render_shows_each_call_of_the_ticketing_actions_without_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        "routes:\n\
+         \x20 - name: snow\n    template: servicenow\n    actions: [snow]\n\
+         \x20 - name: iq\n    template: cyclonedx\n    actions: [iq]\n\
+         \x20 - name: dt\n    template: sbom\n    actions: [dt]\n\
+         templates:\n\
+         \x20 - name: servicenow\n    rego-package: postee.servicenow\n\
+         \x20 - name: cyclonedx\n    rego-package: postee.vuls.cyclonedx\n\
+         \x20 - name: sbom\n    rego-package: postee.trivyoperator.dependencytrack\n\
+         actions:\n\
+         \x20 - name: snow\n    type: servicenow\n    enable: true\n    user: postee\n    password: secret-snow-1\n    instance: dev12345\n\
+         \x20 - name: iq\n    type: nexusiq\n    enable: true\n    url: https://iq.example.com\n    user: admin\n    password: secret-iq-2\n    organization-id: org1\n\
+         \x20 - name: dt\n    type: dependencytrack\n    enable: true\n    url: https://dt.example.com\n    dependency-track-api-key: secret-dt-3\n",
+    )
+    .unwrap();
+    let render = |route: &str, event: &str| -> Value {
+        let out = run(
+            &[
+                "render",
+                "--cfgfile",
+                cfg.to_str().unwrap(),
+                "--route",
+                route,
+                "--input",
+                fixture(event).to_str().unwrap(),
+            ],
+            &[],
+        );
+        let text = output(&out);
+        assert!(out.status.success(), "{text}");
+        for secret in ["secret-snow-1", "secret-iq-2", "secret-dt-3"] {
+            assert!(!text.contains(secret), "{secret} shown:\n{text}");
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["actions"][0]["would_send"].clone()
+    };
+
+    let snow = render("snow", "events/aqua-scan.json");
+    let calls = snow["requests"].as_array().unwrap();
+    assert_eq!(calls[0]["method"], "GET");
+    assert_eq!(
+        calls[0]["url"],
+        "https://dev12345.service-now.com/api/now/table/incident?sysparm_query=correlation_id%3Drender%3Asnow%3Asnow&sysparm_limit=1&sysparm_fields=sys_id%2Cnumber"
+    );
+    assert_eq!(calls[0]["headers"]["Authorization"], "Basic <hidden>");
+    assert_eq!(calls[1]["method"], "POST");
+    assert_eq!(
+        calls[1]["url"],
+        "https://dev12345.service-now.com/api/now/table/incident"
+    );
+    assert_eq!(calls[1]["headers"]["Authorization"], "Basic <hidden>");
+    assert_eq!(calls[1]["body"]["opened_at"], "2021-06-24 14:14:26");
+    assert_eq!(calls[1]["body"]["impact"], 1);
+    assert_eq!(calls[1]["body"]["category"], "Security Image Scan results");
+
+    let iq = render("iq", "events/aqua-scan.json");
+    let calls = iq["requests"].as_array().unwrap();
+    let urls: Vec<&str> = calls.iter().map(|c| c["url"].as_str().unwrap()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://iq.example.com/api/v2/applications/organization/org1",
+            "https://iq.example.com/api/v2/applications",
+            "https://iq.example.com/api/v2/scan/applications/<application id>/sources/cyclone",
+        ]
+    );
+    assert_eq!(
+        calls[1]["body"],
+        json!({"name": "all-in-one_3_5_19223", "organizationId": "org1", "publicId": "all-in-one_3_5_19223"})
+    );
+    assert_eq!(calls[2]["headers"]["Content-Type"], "application/xml");
+    assert!(calls[2]["body"].as_str().unwrap().starts_with("<?xml"));
+    for c in calls {
+        assert_eq!(c["headers"]["Authorization"], "Basic <hidden>");
+    }
+
+    let dt = render("dt", "events/trivy-operator-sbomreport.json");
+    assert_eq!(dt["method"], "PUT");
+    assert_eq!(dt["url"], "https://dt.example.com/api/v1/bom");
+    assert_eq!(dt["headers"]["X-Api-Key"], "<hidden>");
+    assert_eq!(dt["body"]["projectName"], "library/nginx");
+    assert_eq!(dt["body"]["projectVersion"], "1.16");
+}
+
+/// Postee's own sample config with its servicenow, nexusiq and dependencytrack actions
+/// enabled (the documented `serviceNow` and `nexusIq` spellings): it loads, and `render` shows
+/// what each would send.
+#[test]
+fn postees_sample_config_with_these_actions_enabled_loads_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(fixture("postee-samples/cfg.yaml")).unwrap();
+    for name in ["my-servicenow", "my-nexus-iq", "my-dependencytrack"] {
+        let at = text.find(&format!("- name: {name}\n")).unwrap();
+        let off = text[at..].find("enable: false").unwrap() + at;
+        text.replace_range(off..off + "enable: false".len(), "enable: true");
+    }
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, &text).unwrap();
+    let env = [
+        ("SERVICENOW_PASSWORD", "sample-snow-secret"),
+        ("NEXUS_IQ_PASSWORD", "sample-iq-secret"),
+        ("REGO_FILTERS_PATH", "/nonexistent"),
+        ("REGO_TEMPLATES_PATH", "/nonexistent"),
+    ];
+    let out = run(&["check", "--cfgfile", cfg.to_str().unwrap()], &env);
+    let checked = output(&out);
+    assert!(out.status.success(), "{checked}");
+    assert!(checked.contains("of which 4 enabled"), "{checked}");
+    for (route, event, action, url) in [
+        (
+            "aqua-scan-sbom",
+            "events/aqua-scan.json",
+            "my-nexus-iq",
+            "https://nexus.example.com/api/v2/applications/organization/222de33e8005408a844c12eab952c9b0",
+        ),
+        (
+            "trivy-operator-sbom",
+            "events/trivy-operator-sbomreport.json",
+            "my-dependencytrack",
+            "https://dependency-track.example.com/api/v1/bom",
+        ),
+        (
+            "fixable-vulnerabilities",
+            "events/aqua-scan.json",
+            "my-servicenow",
+            "https://dev12345.service-now.com/api/now/table/incident",
+        ),
+    ] {
+        let out = run(
+            &[
+                "render",
+                "--cfgfile",
+                cfg.to_str().unwrap(),
+                "--route",
+                route,
+                "--input",
+                fixture(event).to_str().unwrap(),
+            ],
+            &env,
+        );
+        let shown = output(&out);
+        assert!(out.status.success(), "{route}: {shown}");
+        assert!(
+            !shown.contains("sample-snow-secret")
+                && !shown.contains("sample-iq-secret")
+                && !shown.contains("odt_xxxx"),
+            "{shown}"
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let a = v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == action)
+            .unwrap_or_else(|| panic!("{route}: {action} not shown: {v}"));
+        assert!(a["would_send"].to_string().contains(url), "{route}: {a}");
+    }
+}
