@@ -687,15 +687,23 @@ async fn send_2xx(
     Err(classify_status(status, &headers, describe(status, &body)))
 }
 
-/// Reads at most `limit` bytes of a response body as text, for error messages.
-pub async fn body_snippet(resp: reqwest::Response, limit: usize) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).to_string();
-    if bytes.len() > limit {
-        format!("{s}…")
-    } else {
-        s
+/// Reads at most `limit` bytes of a response body as text (with `…` when there was more), for
+/// error messages and small answers. Reading stops at the limit: a target answering with an
+/// endless body costs at most `limit` bytes of memory (and its connection).
+pub async fn body_snippet(mut resp: reqwest::Response, limit: usize) -> String {
+    let mut bytes = Vec::new();
+    let mut more = false;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            more = true;
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
     }
+    let s = String::from_utf8_lossy(&bytes).into_owned();
+    if more { format!("{s}…") } else { s }
 }
 
 #[cfg(test)]
@@ -952,6 +960,38 @@ mod tests {
             let e = classify_status(reqwest::StatusCode::from_u16(code).unwrap(), &h, "x".into());
             assert_eq!(e.is_transient(), transient, "{code}");
         }
+    }
+
+    /// An answer that never ends (a hostile or broken target) costs `limit` bytes, not memory
+    /// without bound, and does not hold the delivery forever.
+    #[tokio::test]
+    async fn body_snippet_stops_at_its_limit_on_an_endless_answer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        crate::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let head = "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let resp = reqwest::Client::new()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let text = tokio::time::timeout(Duration::from_secs(20), body_snippet(resp, 5000))
+            .await
+            .expect("reading stops at the limit");
+        assert_eq!(text, format!("{}…", "x".repeat(5000)));
     }
 
     #[test]
