@@ -22,6 +22,10 @@ pub struct Rendered {
     /// `application_scope_owners` of the event joined by `;`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<String>,
+    /// Upsert keys: action name → the key of the thing it updates (jira `update-existing`),
+    /// from the event's values at the action's props (see `Action::key_props`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
 }
 
 /// What one action is asked to send: the rendered content plus where it came from.

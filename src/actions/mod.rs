@@ -5,6 +5,7 @@
 pub mod email;
 pub mod exec;
 pub mod http;
+pub mod jira;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod pending;
@@ -66,6 +67,11 @@ pub trait Action: Send + Sync {
     async fn send(&self, msg: &Message) -> Result<(), ActionError>;
     /// Exactly what `send` would do with this message, without doing it (`postee render`).
     fn preview(&self, msg: &Message) -> serde_json::Value;
+    /// Event paths whose values make this action's upsert key (`Rendered::keys`), when it
+    /// needs one; empty: the route's `unique-message-props`.
+    fn key_props(&self) -> Option<&[String]> {
+        None
+    }
 }
 
 /// Default time limit of one send for the messaging actions (slack, teams, email, opsgenie,
@@ -197,7 +203,12 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
         concurrency: HTTP_CONCURRENCY,
     },
-    ActionType::not_yet("jira", pending::JIRA),
+    ActionType {
+        name: "jira",
+        keys: jira::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, jira::validate, jira::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("servicenow", pending::SERVICENOW),
     ActionType::not_yet("nexusiq", pending::NEXUSIQ),
     ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
@@ -830,11 +841,11 @@ mod tests {
             "opsgenie",
             "pagerduty",
             "splunk",
+            "jira",
         ] {
             assert!(is_implemented(t), "{t}");
         }
         for t in [
-            "jira",
             "servicenow",
             "nexusiq",
             "dependencytrack",
