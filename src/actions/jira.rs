@@ -861,7 +861,8 @@ impl Jira {
                 out.push(a.trim().to_string());
             }
         }
-        if self.cfg.assignee.is_empty() {
+        // Postee: the first expanded assignee, else the user.
+        if out.is_empty() {
             out.push(self.cfg.user.clone());
         }
         out
@@ -1054,6 +1055,14 @@ impl Jira {
         if let Some(p) = priority {
             f.insert("priority".into(), json!({"name": p}));
         }
+        if let Some(sprint) = self.sprint(meta).await? {
+            match &meta.sprint_field {
+                Some(id) if on_screen(id) => {
+                    f.insert(id.clone(), json!(sprint));
+                }
+                _ => tracing::warn!(action = %self.name, sprint, "the Sprint field is not on the project's create screen; the issue is created without a sprint"),
+            }
+        }
         if on_screen("assignee") || meta.screen.is_empty() {
             for who in self.assignees(msg) {
                 if let Some(u) = self.find_user(meta, &who).await? {
@@ -1061,14 +1070,6 @@ impl Jira {
                     break;
                 }
                 tracing::warn!(action = %self.name, user = %who, "no Jira user found to assign");
-            }
-        }
-        if let Some(sprint) = self.sprint(meta).await? {
-            match &meta.sprint_field {
-                Some(id) if on_screen(id) => {
-                    f.insert(id.clone(), json!(sprint));
-                }
-                _ => tracing::warn!(action = %self.name, sprint, "the Sprint field is not on the project's create screen; the issue is created without a sprint"),
             }
         }
         for (name, value) in &self.cfg.unknowns {
@@ -1169,7 +1170,12 @@ impl Jira {
         if body.is_some() {
             headers["Content-Type"] = json!("application/json");
         }
-        let mut v = json!({"method": method, "url": shown_url(&url), "headers": headers});
+        // Placeholders (`<issue type id>`) read as written, not percent-encoded.
+        let shown = shown_url(&url)
+            .replace("%3C", "<")
+            .replace("%3E", ">")
+            .replace("%20", " ");
+        let mut v = json!({"method": method, "url": shown, "headers": headers});
         if let Some(b) = body {
             v["body"] = b;
         }
