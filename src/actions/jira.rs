@@ -22,7 +22,8 @@
 //!    (labels = "postee-key-<k>" AND statusCategory != Done)]) ORDER BY created DESC`, where
 //!    `<d>` hashes the delivery id and `<k>` the upsert key. An issue labelled `postee-<d>` means
 //!    an earlier attempt of this delivery created it: done (no duplicate on retry). An open issue
-//!    labelled `postee-key-<k>`: `POST /rest/api/2/issue/{key}/comment` with the content, done.
+//!    labelled `postee-key-<k>`: unless one of its latest comments (`GET …/comment?orderBy=-created`)
+//!    ends with `postee-<d>`, `POST /rest/api/2/issue/{key}/comment` with the content; done.
 //! 2. The sprint: the `sprint` key (an id, or a name looked up among the board's active and
 //!    future sprints), else the board's active sprint when the board is scrum (the last one when
 //!    several are active: Postee sent their count − 1 as the id).
@@ -987,13 +988,30 @@ impl Jira {
         }
     }
 
-    fn comment_body(msg: &Message) -> Value {
+    /// The comment: the title, the content, and the delivery's label (how a retry knows the
+    /// comment was already made).
+    fn comment_body(msg: &Message, delivery: &str) -> Value {
         let text = format!(
             "*{}*\n\n{}",
             Self::summary(msg),
             msg.content.description
         );
-        json!({ "body": bounded(&text, MAX_TEXT) })
+        json!({ "body": format!("{}\n\n_({delivery})_", bounded(&text, MAX_TEXT)) })
+    }
+
+    /// Whether one of the issue's latest comments carries this delivery's label.
+    async fn commented(&self, issue: &str, delivery: &str) -> Result<bool, Failure> {
+        let v = self
+            .get(
+                &format!("/rest/api/2/issue/{issue}/comment"),
+                &[("orderBy", "-created"), ("maxResults", "50")],
+                "comments",
+            )
+            .await?;
+        Ok(v["comments"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(delivery)))
+        }))
     }
 
     /// The create body's fields that need no lookup.
@@ -1131,8 +1149,13 @@ impl Jira {
                 return Ok(());
             }
             Found::Open(k) => {
+                if self.commented(&k, &delivery).await? {
+                    tracing::info!(action = %self.name, issue = %k, "Jira comment of this delivery already exists (an earlier attempt made it)");
+                    return Ok(());
+                }
                 let url = self.url(&format!("/rest/api/2/issue/{k}/comment"), &[]);
-                self.call(reqwest::Method::POST, url, Some(&Self::comment_body(msg)), "add comment")
+                let body = Self::comment_body(msg, &delivery);
+                self.call(reqwest::Method::POST, url, Some(&body), "add comment")
                     .await?;
                 tracing::info!(action = %self.name, issue = %k, "commented on the open Jira issue of the same key");
                 return Ok(());
@@ -1248,9 +1271,15 @@ impl Action for Jira {
         ));
         if key.is_some() {
             calls.push(self.call_shown(
+                "GET",
+                self.url("/rest/api/2/issue/<open issue>/comment", &[("orderBy", "-created"), ("maxResults", "50")]),
+                None,
+                "only when an open issue of the same key was found: a comment of this delivery there means done",
+            ));
+            calls.push(self.call_shown(
                 "POST",
                 self.url("/rest/api/2/issue/<open issue>/comment", &[]),
-                Some(Self::comment_body(msg)),
+                Some(Self::comment_body(msg, &delivery)),
                 "only when an open issue of the same key was found (then nothing else is sent)",
             ));
         } else if self.cfg.update_existing {

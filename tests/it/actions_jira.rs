@@ -73,6 +73,8 @@ struct JiraState {
     scripted: Vec<Scripted>,
     /// Creates that succeed but answer 500 (the answer is lost).
     lose_create_answers: usize,
+    /// The same for comments.
+    lose_comment_answers: usize,
 }
 
 fn field(id: &str, name: &str, schema: Value) -> Value {
@@ -145,6 +147,7 @@ impl FakeJira {
             problems: Vec::new(),
             scripted: Vec::new(),
             lose_create_answers: 0,
+            lose_comment_answers: 0,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -552,7 +555,28 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
                 return jira_error(404, &["Issue Does Not Exist"], json!({}));
             }
             s.comments.push((key, b["body"].as_str().unwrap().to_string()));
+            if s.lose_comment_answers > 0 {
+                s.lose_comment_answers -= 1;
+                return jira_error(502, &["Bad gateway"], json!({}));
+            }
             reply(201, json!({"id": "10500", "body": b["body"]}))
+        }
+        ("GET", p) if p.starts_with("/rest/api/2/issue/") && p.ends_with("/comment") => {
+            let key = p.split('/').nth(5).unwrap().to_string();
+            if q("orderBy") != "-created" {
+                s.problems.push(format!("{line}: orderBy {:?}", q("orderBy")));
+            }
+            let all: Vec<Value> = s
+                .comments
+                .iter()
+                .rev()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, b)| json!({"id": "10500", "body": b}))
+                .collect();
+            reply(
+                200,
+                json!({"startAt": 0, "maxResults": 50, "total": all.len(), "comments": all}),
+            )
         }
         _ => {
             s.problems.push(format!("{line}: no such resource"));
@@ -998,7 +1022,7 @@ fn update_existing_comments_on_the_open_issue_until_it_is_done() {
     let p = Postee::start(&config(
         "passthrough",
         &format!(
-            "    url: {}\n    project-key: SEC\n    user: jdoe\n    token: pat-6\n    update-existing: true\n    unique-props: [image]\n",
+            "    url: {}\n    project-key: SEC\n    user: jdoe\n    token: pat-6\n    update-existing: true\n    unique-props: [image]\n    {FAST_RETRY}\n",
             jira.url()
         ),
     ));
@@ -1012,6 +1036,8 @@ fn update_existing_comments_on_the_open_issue_until_it_is_done() {
         wait_done(&p, &event_id(&body));
     };
     send("first", Some("alpine:3"));
+    // The comment's answer is lost: the retry finds the comment and does not post it again.
+    jira.st.lock().unwrap().lose_comment_answers = 1;
     send("second", Some("alpine:3"));
     let issues = jira.issues();
     assert_eq!(issues.len(), 1, "the second message comments");
@@ -1020,7 +1046,11 @@ fn update_existing_comments_on_the_open_issue_until_it_is_done() {
     let comments = jira.comments();
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0].0, "SEC-1");
-    assert_eq!(comments[0].1, "*second*\n\nsecond body");
+    let delivery_label = labels[0].as_str().unwrap();
+    assert!(comments[0].1.starts_with("*second*\n\nsecond body\n\n_(postee-"), "{comments:?}");
+    assert!(!comments[0].1.contains(delivery_label), "the comment carries its own delivery's label");
+    assert_eq!(jira.requests_to("POST", "/rest/api/2/issue/SEC-1/comment").len(), 1);
+    assert_eq!(jira.requests_to("GET", "/rest/api/2/issue/SEC-1/comment").len(), 2);
     let search = &jira.requests_to("GET", "/rest/api/2/search")[1];
     assert!(
         search.query["jql"].contains(" OR (labels = \"postee-key-")
