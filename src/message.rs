@@ -124,3 +124,24 @@ impl Delivery {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_content_without_keys_reads_as_before() {
+        let old = r#"{"title":"t","description":"d","url":"","owners":"a@x"}"#;
+        let r: Rendered = serde_json::from_str(old).unwrap();
+        assert!(r.keys.is_empty());
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            old,
+            "no keys: written as before"
+        );
+        let mut r = r;
+        r.keys.insert("jira".into(), "alpine".into());
+        let back: Rendered = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -214,7 +214,11 @@ pub fn validate(f: &Fields) -> Validated<JiraConfig> {
     let mut c = Check::default();
     let base = c.url(f);
     let project_key = match f.non_empty("project-key") {
-        Some(k) if k.trim().chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') => {
+        Some(k)
+            if k.trim()
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+        {
             Some(k.trim().to_ascii_uppercase())
         }
         Some(k) => {
@@ -240,8 +244,11 @@ pub fn validate(f: &Fields) -> Validated<JiraConfig> {
         );
     }
     let cloud_host = base.as_ref().is_some_and(|u| {
-        u.host_str()
-            .is_some_and(|h| h.to_ascii_lowercase().trim_end_matches('.').ends_with("atlassian.net"))
+        u.host_str().is_some_and(|h| {
+            h.to_ascii_lowercase()
+                .trim_end_matches('.')
+                .ends_with("atlassian.net")
+        })
     });
     let token = f.secret("token").filter(|s| !s.is_blank()).cloned();
     let password = f
@@ -609,7 +616,12 @@ impl Jira {
     }
 
     /// Every item of a paged listing (`values`, or Cloud's `issueTypes` / `fields`).
-    async fn paged(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Vec<Value>, Failure> {
+    async fn paged(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Vec<Value>, Failure> {
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let start = out.len().to_string();
@@ -653,7 +665,9 @@ impl Jira {
 
     async fn fetch_meta(&self) -> Result<Meta, Failure> {
         let key = &self.cfg.project_key;
-        let info = self.get("/rest/api/2/serverInfo", &[], "serverInfo").await?;
+        let info = self
+            .get("/rest/api/2/serverInfo", &[], "serverInfo")
+            .await?;
         let cloud = self.cfg.cloud_host
             || info["deploymentType"]
                 .as_str()
@@ -964,8 +978,7 @@ impl Jira {
         }
         if let Some(k) = key
             && let Some(i) = issues.iter().find(|i| {
-                has(i, k)
-                    && i["fields"]["status"]["statusCategory"]["key"].as_str() != Some("done")
+                has(i, k) && i["fields"]["status"]["statusCategory"]["key"].as_str() != Some("done")
             })
         {
             return Ok(Found::Open(key_of(i)));
@@ -991,11 +1004,7 @@ impl Jira {
     /// The comment: the title, the content, and the delivery's label (how a retry knows the
     /// comment was already made).
     fn comment_body(msg: &Message, delivery: &str) -> Value {
-        let text = format!(
-            "*{}*\n\n{}",
-            Self::summary(msg),
-            msg.content.description
-        );
+        let text = format!("*{}*\n\n{}", Self::summary(msg), msg.content.description);
         json!({ "body": format!("{}\n\n_({delivery})_", bounded(&text, MAX_TEXT)) })
     }
 
@@ -1061,8 +1070,11 @@ impl Jira {
                 .iter()
                 .find(|x| x.id == "priority")
                 .and_then(|x| {
-                    let names: Vec<&str> =
-                        x.allowed.iter().filter_map(|a| a["name"].as_str()).collect();
+                    let names: Vec<&str> = x
+                        .allowed
+                        .iter()
+                        .filter_map(|a| a["name"].as_str())
+                        .collect();
                     names
                         .iter()
                         .find(|n| **n == "High")
@@ -1078,7 +1090,9 @@ impl Jira {
                 Some(id) if on_screen(id) => {
                     f.insert(id.clone(), json!(sprint));
                 }
-                _ => tracing::warn!(action = %self.name, sprint, "the Sprint field is not on the project's create screen; the issue is created without a sprint"),
+                _ => {
+                    tracing::warn!(action = %self.name, sprint, "the Sprint field is not on the project's create screen; the issue is created without a sprint")
+                }
             }
         }
         if on_screen("assignee") || meta.screen.is_empty() {
@@ -1096,7 +1110,11 @@ impl Jira {
                 .iter()
                 .find(|x| &x.name == name)
                 .or_else(|| meta.screen.iter().find(|x| &x.id == name))
-                .or_else(|| meta.screen.iter().find(|x| x.name.eq_ignore_ascii_case(name)));
+                .or_else(|| {
+                    meta.screen
+                        .iter()
+                        .find(|x| x.name.eq_ignore_ascii_case(name))
+                });
             let Some(field) = field else {
                 let exists = meta
                     .all
@@ -1120,7 +1138,12 @@ impl Jira {
         Ok(f)
     }
 
-    async fn users_value(&self, meta: &Meta, field: &MetaField, value: &str) -> Result<Value, Failure> {
+    async fn users_value(
+        &self,
+        meta: &Meta,
+        field: &MetaField,
+        value: &str,
+    ) -> Result<Value, Failure> {
         let mut found = Vec::new();
         for who in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
             match self.find_user(meta, who).await? {
@@ -1188,7 +1211,13 @@ impl Jira {
         }
     }
 
-    fn call_shown(&self, method: &str, url: reqwest::Url, body: Option<Value>, note: &str) -> Value {
+    fn call_shown(
+        &self,
+        method: &str,
+        url: reqwest::Url,
+        body: Option<Value>,
+        note: &str,
+    ) -> Value {
         let mut headers = json!({"Accept": "application/json", "Authorization": self.auth_shown()});
         if body.is_some() {
             headers["Content-Type"] = json!("application/json");
@@ -1220,13 +1249,17 @@ impl Action for Jira {
     }
 
     fn key_props(&self) -> Option<&[String]> {
-        self.cfg.update_existing.then_some(&self.cfg.unique_props[..])
+        self.cfg
+            .update_existing
+            .then_some(&self.cfg.unique_props[..])
     }
 
     async fn send(&self, msg: &Message) -> Result<(), ActionError> {
         let (delivery, key) = self.labels(msg);
         let lock = key.as_deref().unwrap_or(&delivery);
-        let stripe = lock.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let stripe = lock
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         let _guard = self.locks[stripe % LOCKS].lock().await;
         self.deliver(msg).await
     }
@@ -1293,12 +1326,30 @@ impl Action for Jira {
         if !sprint_note.is_empty() {
             calls.push(self.call_shown(
                 "GET",
-                self.url("/rest/agile/1.0/board/<board id>/sprint", &[("state", if self.cfg.sprint.is_some() { "active,future" } else { "active" }), ("startAt", "0"), ("maxResults", "100")]),
+                self.url(
+                    "/rest/agile/1.0/board/<board id>/sprint",
+                    &[
+                        (
+                            "state",
+                            if self.cfg.sprint.is_some() {
+                                "active,future"
+                            } else {
+                                "active"
+                            },
+                        ),
+                        ("startAt", "0"),
+                        ("maxResults", "100"),
+                    ],
+                ),
                 None,
                 &sprint_note,
             ));
         }
-        let (param, id_key) = if cloud { ("query", "accountId") } else { ("username", "name") };
+        let (param, id_key) = if cloud {
+            ("query", "accountId")
+        } else {
+            ("username", "name")
+        };
         let assignees = self.assignees(msg);
         if let Some(first) = assignees.first() {
             calls.push(self.call_shown(
@@ -1320,7 +1371,10 @@ impl Action for Jira {
             json!({"name": self.cfg.priority.as_deref().unwrap_or("High (when the project has it)")}),
         );
         if let Some(first) = assignees.first() {
-            fields.insert("assignee".into(), json!({ id_key: format!("<{id_key} of {first}>") }));
+            fields.insert(
+                "assignee".into(),
+                json!({ id_key: format!("<{id_key} of {first}>") }),
+            );
         }
         fields.insert("<Sprint field id>".into(), json!("<sprint id, a number>"));
         for (name, value) in &self.cfg.unknowns {
@@ -1333,7 +1387,11 @@ impl Action for Jira {
             "POST",
             self.url("/rest/api/2/issue", &[]),
             Some(json!({ "fields": fields })),
-            if cloud { "Jira Cloud" } else { "Jira Server / Data Center (Cloud when serverInfo says so)" },
+            if cloud {
+                "Jira Cloud"
+            } else {
+                "Jira Server / Data Center (Cloud when serverInfo says so)"
+            },
         ));
         json!({
             "tls_verify": !self.cfg.skip_verify,
@@ -1396,7 +1454,10 @@ mod tests {
             ("project-key", s("SEC")),
             ("user", s("bot")),
             ("password", FieldValue::Secret(Secret::new("pw"))),
-            ("labels", FieldValue::List(vec!["ok".into(), "not ok".into()])),
+            (
+                "labels",
+                FieldValue::List(vec!["ok".into(), "not ok".into()]),
+            ),
             ("summary", s("x")),
         ]);
         let v = validate(&f);
@@ -1430,7 +1491,10 @@ mod tests {
 
     #[test]
     fn unknowns_are_coerced_by_the_schema() {
-        assert_eq!(coerce(&field("string", "", ""), "a,b").unwrap(), json!("a,b"));
+        assert_eq!(
+            coerce(&field("string", "", ""), "a,b").unwrap(),
+            json!("a,b")
+        );
         assert_eq!(coerce(&field("number", "", ""), "42").unwrap(), json!(42));
         assert_eq!(coerce(&field("number", "", ""), "4.5").unwrap(), json!(4.5));
         assert!(coerce(&field("number", "", ""), "x").is_err());

@@ -130,9 +130,12 @@ pub fn plan_route(route: &Route, aqua_server: &str, event_id: &str, input: &Valu
             return plan;
         }
     }
-    let json = (!route.dedup_props.is_empty() || !route.action_keys.is_empty())
-        .then(|| serde_json::to_value(input).unwrap_or_default())
-        .unwrap_or_default();
+    // The event as JSON, for the dedup and upsert keys (only when some are needed).
+    let json = if route.dedup_props.is_empty() && route.action_keys.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::to_value(input).unwrap_or_default()
+    };
     if !route.dedup_props.is_empty() {
         let key = dedup_key(&json, &route.dedup_props);
         if key.is_empty() {
@@ -161,13 +164,18 @@ pub fn plan_route(route: &Route, aqua_server: &str, event_id: &str, input: &Valu
 /// The upsert key of each action of the route that needs one (none when its props find no
 /// value in the event).
 pub fn action_keys(route: &Route, event: &serde_json::Value) -> BTreeMap<String, String> {
+    keys_of(&route.action_keys, &route.dedup_props, event)
+}
+
+/// [`action_keys`] over its parts: each action's props, empty meaning `dedup_props`.
+fn keys_of(
+    actions: &[(String, Vec<String>)],
+    dedup_props: &[String],
+    event: &serde_json::Value,
+) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
-    for (action, props) in &route.action_keys {
-        let props = if props.is_empty() {
-            &route.dedup_props
-        } else {
-            props
-        };
+    for (action, props) in actions {
+        let props = if props.is_empty() { dedup_props } else { props };
         if props.is_empty() {
             continue;
         }
@@ -203,4 +211,26 @@ pub fn render_body(route: &Route, aqua_server: &str, body: &str) -> Result<Rende
         content.keys = action_keys(route, &serde_json::to_value(&input).unwrap_or_default());
     }
     Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn action_keys_use_their_props_or_the_routes() {
+        let ev = json!({"image": "alpine", "ns": "prod", "digest": "sha256:1"});
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let actions = vec![
+            ("own".to_string(), s(&["image", "ns"])),
+            ("route".to_string(), Vec::new()),
+            ("none".to_string(), s(&["missing"])),
+        ];
+        let keys = keys_of(&actions, &s(&["digest"]), &ev);
+        assert_eq!(keys["own"], "alpine-prod");
+        assert_eq!(keys["route"], "sha256:1");
+        assert!(!keys.contains_key("none"));
+        assert!(!keys_of(&actions, &[], &ev).contains_key("route"));
+    }
 }

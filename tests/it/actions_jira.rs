@@ -96,23 +96,76 @@ fn screen() -> Vec<Value> {
         "Severity",
         json!({"type": "option", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select", "customId": 10101}),
     );
-    severity["allowedValues"] = json!([{"id": "1", "value": "Critical"}, {"id": "2", "value": "High"}]);
+    severity["allowedValues"] =
+        json!([{"id": "1", "value": "Critical"}, {"id": "2", "value": "High"}]);
     vec![
-        field("summary", "Summary", json!({"type": "string", "system": "summary"})),
-        field("issuetype", "Issue Type", json!({"type": "issuetype", "system": "issuetype"})),
-        field("project", "Project", json!({"type": "project", "system": "project"})),
-        field("description", "Description", json!({"type": "string", "system": "description"})),
+        field(
+            "summary",
+            "Summary",
+            json!({"type": "string", "system": "summary"}),
+        ),
+        field(
+            "issuetype",
+            "Issue Type",
+            json!({"type": "issuetype", "system": "issuetype"}),
+        ),
+        field(
+            "project",
+            "Project",
+            json!({"type": "project", "system": "project"}),
+        ),
+        field(
+            "description",
+            "Description",
+            json!({"type": "string", "system": "description"}),
+        ),
         priority,
-        field("assignee", "Assignee", json!({"type": "user", "system": "assignee"})),
-        field("labels", "Labels", json!({"type": "array", "items": "string", "system": "labels"})),
-        field("fixVersions", "Fix Version/s", json!({"type": "array", "items": "version", "system": "fixVersions"})),
-        field("versions", "Affects Version/s", json!({"type": "array", "items": "version", "system": "versions"})),
-        field("components", "Component/s", json!({"type": "array", "items": "component", "system": "components"})),
-        field("customfield_10020", "Sprint", json!({"type": "array", "items": "json", "custom": SPRINT_CUSTOM, "customId": 10020})),
-        field("customfield_10100", "Environment", json!({"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10100})),
+        field(
+            "assignee",
+            "Assignee",
+            json!({"type": "user", "system": "assignee"}),
+        ),
+        field(
+            "labels",
+            "Labels",
+            json!({"type": "array", "items": "string", "system": "labels"}),
+        ),
+        field(
+            "fixVersions",
+            "Fix Version/s",
+            json!({"type": "array", "items": "version", "system": "fixVersions"}),
+        ),
+        field(
+            "versions",
+            "Affects Version/s",
+            json!({"type": "array", "items": "version", "system": "versions"}),
+        ),
+        field(
+            "components",
+            "Component/s",
+            json!({"type": "array", "items": "component", "system": "components"}),
+        ),
+        field(
+            "customfield_10020",
+            "Sprint",
+            json!({"type": "array", "items": "json", "custom": SPRINT_CUSTOM, "customId": 10020}),
+        ),
+        field(
+            "customfield_10100",
+            "Environment",
+            json!({"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10100}),
+        ),
         severity,
-        field("customfield_10102", "Story Points", json!({"type": "number", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:float", "customId": 10102})),
-        field("customfield_10103", "Due", json!({"type": "date", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:datepicker", "customId": 10103})),
+        field(
+            "customfield_10102",
+            "Story Points",
+            json!({"type": "number", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:float", "customId": 10102}),
+        ),
+        field(
+            "customfield_10103",
+            "Due",
+            json!({"type": "date", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:datepicker", "customId": 10103}),
+        ),
     ]
 }
 
@@ -125,6 +178,11 @@ struct FakeJira {
 
 impl FakeJira {
     fn start(cloud: bool, version: [u64; 3], auth: &str) -> FakeJira {
+        Self::start_with(cloud, version, auth, false)
+    }
+
+    /// `tls`: HTTPS with a self-signed certificate (no client trusts it).
+    fn start_with(cloud: bool, version: [u64; 3], auth: &str, tls: bool) -> FakeJira {
         let st = Arc::new(Mutex::new(JiraState {
             cloud,
             version,
@@ -155,9 +213,29 @@ impl FakeJira {
         let s = st.clone();
         let thread = std::thread::spawn(move || {
             block_on(async move {
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
                 let app = axum::Router::new().fallback(handle).with_state(s);
-                axum::serve(l, app).await.unwrap();
+                if tls {
+                    postee::install_crypto_provider();
+                    let ck = rcgen::generate_simple_self_signed(vec![
+                        "127.0.0.1".to_string(),
+                        "localhost".to_string(),
+                    ])
+                    .unwrap();
+                    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                        ck.cert.pem().into_bytes(),
+                        ck.signing_key.serialize_pem().into_bytes(),
+                    )
+                    .await
+                    .unwrap();
+                    axum_server::from_tcp_rustls(listener, config)
+                        .unwrap()
+                        .serve(app.into_make_service())
+                        .await
+                        .unwrap();
+                } else {
+                    let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                    axum::serve(l, app).await.unwrap();
+                }
             })
         });
         FakeJira {
@@ -169,6 +247,10 @@ impl FakeJira {
 
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     fn script(&self, to: &str, status: u16, body: &str, headers: &[(&str, &str)]) {
@@ -309,8 +391,10 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             .get("content-type")
             .is_some_and(|c| c.starts_with("application/json"))
     {
-        s.problems
-            .push(format!("{line}: Content-Type {:?}", r.headers.get("content-type")));
+        s.problems.push(format!(
+            "{line}: Content-Type {:?}",
+            r.headers.get("content-type")
+        ));
         return reply(415, json!({"errorMessages": ["Unsupported Media Type"]}));
     }
     let new_api = s.cloud || s.version[0] >= 9;
@@ -320,7 +404,8 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             Ok(n) => n,
             Err(_) if q("startAt").is_empty() => 0,
             Err(_) => {
-                s.problems.push(format!("{line}: startAt {:?}", q("startAt")));
+                s.problems
+                    .push(format!("{line}: startAt {:?}", q("startAt")));
                 0
             }
         };
@@ -366,11 +451,9 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             let f = s.screen.clone();
             page(f, "values", "fields", s)
         }
-        ("GET", p) if p.starts_with("/rest/api/2/issue/createmeta/") && new_api => jira_error(
-            404,
-            &["No project could be found with key 'X'."],
-            json!({}),
-        ),
+        ("GET", p) if p.starts_with("/rest/api/2/issue/createmeta/") && new_api => {
+            jira_error(404, &["No project could be found with key 'X'."], json!({}))
+        }
         ("GET", "/rest/api/2/issue/createmeta") if !new_api => {
             if q("projectKeys") != "SEC" || q("expand") != "projects.issuetypes.fields" {
                 s.problems.push(format!("{line}: query {:?}", r.query));
@@ -441,7 +524,8 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             page(sprints, "values", "values", s)
         }
         ("GET", p) if p.starts_with("/rest/agile/1.0/board/") && p.ends_with("/sprint") => {
-            s.problems.push(format!("{line}: sprints of a kanban board"));
+            s.problems
+                .push(format!("{line}: sprints of a kanban board"));
             jira_error(400, &["The board does not support sprints"], json!({}))
         }
         ("GET", "/rest/api/2/user/search") => {
@@ -485,11 +569,14 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
         ("GET", "/rest/api/2/search") | ("GET", "/rest/api/2/search/jql") => {
             let jql_path = r.path.ends_with("/jql");
             if jql_path != s.cloud {
-                s.problems.push(format!("{line}: wrong search endpoint for this Jira"));
+                s.problems
+                    .push(format!("{line}: wrong search endpoint for this Jira"));
                 return if s.cloud {
                     jira_error(
                         410,
-                        &["The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."],
+                        &[
+                            "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.",
+                        ],
                         json!({}),
                     )
                 } else {
@@ -554,7 +641,8 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             if !s.issues.iter().any(|i| i.key == key) {
                 return jira_error(404, &["Issue Does Not Exist"], json!({}));
             }
-            s.comments.push((key, b["body"].as_str().unwrap().to_string()));
+            s.comments
+                .push((key, b["body"].as_str().unwrap().to_string()));
             if s.lose_comment_answers > 0 {
                 s.lose_comment_answers -= 1;
                 return jira_error(502, &["Bad gateway"], json!({}));
@@ -564,7 +652,8 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
         ("GET", p) if p.starts_with("/rest/api/2/issue/") && p.ends_with("/comment") => {
             let key = p.split('/').nth(5).unwrap().to_string();
             if q("orderBy") != "-created" {
-                s.problems.push(format!("{line}: orderBy {:?}", q("orderBy")));
+                s.problems
+                    .push(format!("{line}: orderBy {:?}", q("orderBy")));
             }
             let all: Vec<Value> = s
                 .comments
@@ -590,7 +679,8 @@ fn create(s: &mut JiraState, r: &Req) -> Response {
     let b = r.json();
     let mut bad: BTreeMap<String, String> = BTreeMap::new();
     let Some(f) = b["fields"].as_object() else {
-        s.problems.push(format!("create: no fields object: {}", r.body));
+        s.problems
+            .push(format!("create: no fields object: {}", r.body));
         return jira_error(400, &["Can not deserialize"], json!({}));
     };
     if b.as_object().unwrap().len() != 1 {
@@ -605,7 +695,9 @@ fn create(s: &mut JiraState, r: &Req) -> Response {
         if !screen_ids.contains(id) {
             bad.insert(
                 id.clone(),
-                format!("Field '{id}' cannot be set. It is not on the appropriate screen, or unknown."),
+                format!(
+                    "Field '{id}' cannot be set. It is not on the appropriate screen, or unknown."
+                ),
             );
             continue;
         }
@@ -637,9 +729,8 @@ fn create(s: &mut JiraState, r: &Req) -> Response {
                     .all(|l| l.as_str().is_some_and(|l| !l.contains(' ')))
             }),
             "fixVersions" | "versions" | "components" => v.as_array().is_some_and(|a| {
-                a.iter().all(|x| {
-                    x.as_object().is_some_and(|o| o.len() == 1) && x["name"].is_string()
-                })
+                a.iter()
+                    .all(|x| x.as_object().is_some_and(|o| o.len() == 1) && x["name"].is_string())
             }),
             "customfield_10020" => v
                 .as_i64()
@@ -707,7 +798,13 @@ fn wait_done(p: &Postee, id: &str) -> Value {
     wait_until(
         Duration::from_secs(30),
         || p.api_get(&format!("/events/{id}")).1["state"] == "done",
-        || format!("event {id} not done: {}\n{}", p.api_get(&format!("/events/{id}")).1, p.stderr()),
+        || {
+            format!(
+                "event {id} not done: {}\n{}",
+                p.api_get(&format!("/events/{id}")).1,
+                p.stderr()
+            )
+        },
     );
     p.api_get(&format!("/events/{id}")).1
 }
@@ -787,7 +884,10 @@ fn server_with_a_pat_opens_an_issue_in_the_active_sprint_with_coerced_unknowns()
         .map(|l| l.as_str().unwrap())
         .collect();
     assert_eq!(&labels[..2], ["security", "trivy"]);
-    assert!(labels[2].starts_with("postee-") && labels.len() == 3, "{labels:?}");
+    assert!(
+        labels[2].starts_with("postee-") && labels.len() == 3,
+        "{labels:?}"
+    );
     assert_eq!(f["fixVersions"], json!([{"name": "1.0.1"}]));
     assert_eq!(f["versions"], json!([{"name": "1.0.0"}]));
     assert_eq!(
@@ -808,7 +908,11 @@ fn server_with_a_pat_opens_an_issue_in_the_active_sprint_with_coerced_unknowns()
     assert_eq!(jira.requests_to("GET", "/rest/api/2/field").len(), 1);
     let labels = |i: &Issue| i.fields["labels"][2].as_str().unwrap().to_string();
     let issues = jira.issues();
-    assert_ne!(labels(&issues[0]), labels(&issues[1]), "one label per delivery");
+    assert_ne!(
+        labels(&issues[0]),
+        labels(&issues[1]),
+        "one label per delivery"
+    );
     jira.assert_no_problems();
 }
 
@@ -843,11 +947,18 @@ fn cloud_uses_account_ids_the_new_search_and_a_named_sprint() {
     assert_eq!(users[0].query["query"], "owner@acme.com");
     let f = &jira.requests_to("POST", "/rest/api/2/issue")[0].json()["fields"];
     assert_eq!(f["issuetype"], json!({"id": "10001"}));
-    assert_eq!(f["assignee"], json!({"accountId": "5b10ac8d82e05b22cc7d4ef5"}));
+    assert_eq!(
+        f["assignee"],
+        json!({"accountId": "5b10ac8d82e05b22cc7d4ef5"})
+    );
     assert_eq!(f["summary"], "CVE-2024-1 in alpine", "one line");
     assert_eq!(f["description"], "h1. body");
     assert_eq!(f["priority"], json!({"name": "High"}), "High when offered");
-    assert_eq!(f["customfield_10020"], json!(63), "the sprint named `Sprint 3`");
+    assert_eq!(
+        f["customfield_10020"],
+        json!(63),
+        "the sprint named `Sprint 3`"
+    );
     assert_eq!(f["customfield_10100"], "staging", "a field by id");
 }
 
@@ -875,12 +986,16 @@ fn a_lost_create_answer_is_not_created_twice_and_429_waits_for_retry_after() {
     let ev = wait_done(&p, &event_id(&body));
     let a = &ev["routes"][0]["actions"][0];
     assert_eq!(a["status"], "delivered", "{ev}");
-    assert_eq!(a["attempts"], 3, "429, then a lost answer, then found: {ev}");
+    assert_eq!(
+        a["attempts"], 3,
+        "429, then a lost answer, then found: {ev}"
+    );
     jira.assert_no_problems();
     assert_eq!(jira.issues().len(), 1, "no second issue");
     assert_eq!(jira.requests_to("POST", "/rest/api/2/issue").len(), 1);
     assert_eq!(
-        jira.requests_to("GET", "/rest/api/2/issue/createmeta").len(),
+        jira.requests_to("GET", "/rest/api/2/issue/createmeta")
+            .len(),
         1
     );
     let searches = jira.requests_to("GET", "/rest/api/2/search");
@@ -909,7 +1024,12 @@ fn a_401_is_a_dead_letter_with_jiras_text_everywhere() {
     let id = event_id(&body);
     wait_until(
         Duration::from_secs(30),
-        || p.api_get("/dlq").1.as_array().is_some_and(|a| !a.is_empty()),
+        || {
+            p.api_get("/dlq")
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
         || p.stderr(),
     );
     let dlq = p.api_get("/dlq").1;
@@ -917,7 +1037,10 @@ fn a_401_is_a_dead_letter_with_jiras_text_everywhere() {
     let want = "You are not authenticated. Authentication required to perform this operation.";
     assert!(err.contains(want), "{err}");
     assert!(err.contains("HTTP 401"), "{err}");
-    assert!(err.contains("check the action's user and password, or token"), "{err}");
+    assert!(
+        err.contains("check the action's user and password, or token"),
+        "{err}"
+    );
     assert_eq!(dlq[0]["delivery"]["attempts"], 1, "permanent: no retry");
     let ev = p.api_get(&format!("/events/{id}")).1;
     assert!(ev.to_string().contains(want), "{ev}");
@@ -943,7 +1066,8 @@ fn a_refused_field_refreshes_the_metadata_once_and_bad_unknowns_are_dead_letters
     let (_, b1) = p.post("/", br#"{"title": "one", "result": "r"}"#);
     wait_done(&p, &event_id(&b1));
     assert!(
-        jira.requests_to("GET", "/rest/agile/1.0/board/8/sprint").is_empty(),
+        jira.requests_to("GET", "/rest/agile/1.0/board/8/sprint")
+            .is_empty(),
         "a kanban board has no sprint"
     );
     assert!(jira.issues()[0].fields.get("customfield_10020").is_none());
@@ -982,10 +1106,18 @@ fn a_refused_field_refreshes_the_metadata_once_and_bad_unknowns_are_dead_letters
     p2.post("/", br#"{"title": "three", "result": "r"}"#);
     wait_until(
         Duration::from_secs(30),
-        || p2.api_get("/dlq").1.as_array().is_some_and(|a| !a.is_empty()),
+        || {
+            p2.api_get("/dlq")
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
         || p2.stderr(),
     );
-    let err = p2.api_get("/dlq").1[0]["error"].as_str().unwrap().to_string();
+    let err = p2.api_get("/dlq").1[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("\"Hidden\" is not on the create screen of issue type Task in project SEC"),
         "{err}"
@@ -1006,12 +1138,22 @@ fn a_refused_field_refreshes_the_metadata_once_and_bad_unknowns_are_dead_letters
     p.post("/", br#"{"title": "four", "result": "r"}"#);
     wait_until(
         Duration::from_secs(30),
-        || p.api_get("/dlq").1.as_array().is_some_and(|a| !a.is_empty()),
+        || {
+            p.api_get("/dlq")
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
         || p.stderr(),
     );
-    let err = p.api_get("/dlq").1[0]["error"].as_str().unwrap().to_string();
+    let err = p.api_get("/dlq").1[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
-        err.contains("HTTP 400 Bad Request: priority: Specify the Priority (id or name) in the string format"),
+        err.contains(
+            "HTTP 400 Bad Request: priority: Specify the Priority (id or name) in the string format"
+        ),
         "{err}"
     );
 }
@@ -1042,15 +1184,34 @@ fn update_existing_comments_on_the_open_issue_until_it_is_done() {
     let issues = jira.issues();
     assert_eq!(issues.len(), 1, "the second message comments");
     let labels = issues[0].fields["labels"].as_array().unwrap().clone();
-    assert!(labels[1].as_str().unwrap().starts_with("postee-key-"), "{labels:?}");
+    assert!(
+        labels[1].as_str().unwrap().starts_with("postee-key-"),
+        "{labels:?}"
+    );
     let comments = jira.comments();
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0].0, "SEC-1");
     let delivery_label = labels[0].as_str().unwrap();
-    assert!(comments[0].1.starts_with("*second*\n\nsecond body\n\n_(postee-"), "{comments:?}");
-    assert!(!comments[0].1.contains(delivery_label), "the comment carries its own delivery's label");
-    assert_eq!(jira.requests_to("POST", "/rest/api/2/issue/SEC-1/comment").len(), 1);
-    assert_eq!(jira.requests_to("GET", "/rest/api/2/issue/SEC-1/comment").len(), 2);
+    assert!(
+        comments[0]
+            .1
+            .starts_with("*second*\n\nsecond body\n\n_(postee-"),
+        "{comments:?}"
+    );
+    assert!(
+        !comments[0].1.contains(delivery_label),
+        "the comment carries its own delivery's label"
+    );
+    assert_eq!(
+        jira.requests_to("POST", "/rest/api/2/issue/SEC-1/comment")
+            .len(),
+        1
+    );
+    assert_eq!(
+        jira.requests_to("GET", "/rest/api/2/issue/SEC-1/comment")
+            .len(),
+        2
+    );
     let search = &jira.requests_to("GET", "/rest/api/2/search")[1];
     assert!(
         search.query["jql"].contains(" OR (labels = \"postee-key-")
@@ -1075,6 +1236,43 @@ fn update_existing_comments_on_the_open_issue_until_it_is_done() {
         p.stderr().contains("upsert key found no value"),
         "{}",
         p.stderr()
+    );
+    jira.assert_no_problems();
+}
+
+#[test]
+fn certificates_are_verified_unless_tls_verify_is_false() {
+    let jira = FakeJira::start_with(false, [9, 12, 0], "Bearer pat-10", true);
+    let p = Postee::start(&format!(
+        "routes:\n  - name: r\n    template: passthrough\n    actions: [verifying, trusting]\n\
+         templates:\n  - name: passthrough\n    body: |\n      package passthrough\n      title = input.title\n      result = input.result\n\
+         actions:\n\
+         \x20 - {{name: verifying, type: jira, enable: true, url: '{u}', project-key: SEC, user: jdoe, token: pat-10, retry: {{max-attempts: 1}}}}\n\
+         \x20 - {{name: trusting, type: jira, enable: true, url: '{u}', project-key: SEC, user: jdoe, token: pat-10, tls-verify: false}}\n",
+        u = jira.https_url()
+    ));
+    let (s, _) = p.post("/", br#"{"title": "t", "result": "r"}"#);
+    assert_eq!(s, 200);
+    jira.wait_issues(1, &p);
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            p.api_get("/dlq")
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+        || p.stderr(),
+    );
+    let dlq = p.api_get("/dlq").1;
+    assert_eq!(dlq.as_array().unwrap().len(), 1, "{dlq}");
+    assert_eq!(dlq[0]["delivery"]["action"], "verifying");
+    let err = dlq[0]["error"].as_str().unwrap();
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(
+        jira.issues().len(),
+        1,
+        "only the action with tls-verify: false got through"
     );
     jira.assert_no_problems();
 }
@@ -1193,14 +1391,23 @@ fn render_shows_the_jira_calls_without_secrets_and_postee_samples_load() {
     let calls = v["actions"][0]["would_send"]["calls"].as_array().unwrap();
     let last = calls.last().unwrap();
     assert_eq!(last["method"], "POST");
-    assert_eq!(last["url"], "https://jira.example.com/jira/rest/api/2/issue");
+    assert_eq!(
+        last["url"],
+        "https://jira.example.com/jira/rest/api/2/issue"
+    );
     assert_eq!(last["headers"]["Authorization"], "Basic <hidden>");
-    assert_eq!(last["body"]["fields"]["summary"], "alpine:3.10 vulnerability scan report");
+    assert_eq!(
+        last["body"]["fields"]["summary"],
+        "alpine:3.10 vulnerability scan report"
+    );
     let search = calls
         .iter()
         .find(|c| c["url"].as_str().unwrap().contains("/rest/api/2/search?"))
         .unwrap();
-    assert!(search["url"].as_str().unwrap().contains("postee-key-"), "{search}");
+    assert!(
+        search["url"].as_str().unwrap().contains("postee-key-"),
+        "{search}"
+    );
     assert!(
         calls
             .iter()
@@ -1236,7 +1443,9 @@ fn render_shows_the_jira_calls_without_secrets_and_postee_samples_load() {
             "--route",
             "trivy-operator-reports",
             "--input",
-            fixture("events/trivy-operator-vulnreport.json").to_str().unwrap(),
+            fixture("events/trivy-operator-vulnreport.json")
+                .to_str()
+                .unwrap(),
         ],
         &env,
     );
