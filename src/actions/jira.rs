@@ -17,7 +17,8 @@
 //! looked up with `query=` and sent as `{accountId}` on Cloud, `username=` and `{name}` on Server.
 //!
 //! One delivery (all metadata — serverInfo, fields, create-meta, board — is fetched once per
-//! action and cached; refreshed after an hour and once when a create is refused naming a field):
+//! action and cached; refreshed after an hour, and once when a create is refused naming a custom
+//! field or the issue type):
 //! 1. `GET /rest/api/2/search` with JQL `project = "KEY" AND (labels = "postee-<d>" [OR
 //!    (labels = "postee-key-<k>" AND statusCategory != Done)]) ORDER BY created DESC`, where
 //!    `<d>` hashes the delivery id and `<k>` the upsert key. An issue labelled `postee-<d>` means
@@ -245,9 +246,9 @@ pub fn validate(f: &Fields) -> Validated<JiraConfig> {
     }
     let cloud_host = base.as_ref().is_some_and(|u| {
         u.host_str().is_some_and(|h| {
-            h.to_ascii_lowercase()
-                .trim_end_matches('.')
-                .ends_with("atlassian.net")
+            let h = h.to_ascii_lowercase();
+            let h = h.trim_end_matches('.');
+            h == "atlassian.net" || h.ends_with(".atlassian.net")
         })
     });
     let token = f.secret("token").filter(|s| !s.is_blank()).cloned();
@@ -1032,9 +1033,11 @@ impl Jira {
             "description".into(),
             json!(bounded(&msg.content.description, MAX_TEXT)),
         );
-        let mut all: Vec<String> = self.cfg.labels.clone();
-        all.extend(labels.iter().cloned());
-        f.insert("labels".into(), json!(all));
+        if !labels.is_empty() || !self.cfg.labels.is_empty() {
+            let mut all: Vec<String> = self.cfg.labels.clone();
+            all.extend(labels.iter().cloned());
+            f.insert("labels".into(), json!(all));
+        }
         let names = |v: &[String]| -> Value {
             Value::Array(v.iter().map(|n| json!({"name": n})).collect())
         };
@@ -1060,7 +1063,18 @@ impl Jira {
             error: ActionError::permanent(m),
         };
         let on_screen = |id: &str| meta.screen.iter().any(|f| f.id == id);
-        let mut f = self.base_fields(msg, labels);
+        // Without Labels on the create screen the issue is still opened, without the labels
+        // that keep retries and updates from duplicating it.
+        let labelled = meta.screen.is_empty() || on_screen("labels");
+        let mut f = if labelled {
+            self.base_fields(msg, labels)
+        } else {
+            tracing::warn!(action = %self.name, project = %self.cfg.project_key, issuetype = %meta.issuetype.1, "the Labels field is not on the create screen: the issue is opened without labels, so a retry or an update may open another one; add Labels to the screen");
+            self.base_fields(msg, &[])
+        };
+        if !labelled {
+            f.remove("labels");
+        }
         f.insert("issuetype".into(), json!({"id": meta.issuetype.0}));
         // Priority: the configured one, else High when the screen offers it.
         let priority = match &self.cfg.priority {
@@ -1200,8 +1214,15 @@ impl Jira {
                     tracing::info!(action = %self.name, issue = %v["key"].as_str().unwrap_or_default(), id = %v["id"].as_str().unwrap_or_default(), "Jira issue created");
                     return Ok(());
                 }
-                // A field Jira refused: the cached metadata may be stale; fetch it once more.
-                Err(f) if f.status == Some(400) && !f.fields.is_empty() && !refreshed => {
+                // Jira refused a field whose id came from the cached metadata (a custom field,
+                // the issue type): it may be stale; fetch it once more.
+                Err(f)
+                    if f.status == Some(400)
+                        && !refreshed
+                        && f.fields
+                            .iter()
+                            .any(|x| x.starts_with("customfield_") || x == "issuetype") =>
+                {
                     tracing::info!(action = %self.name, error = %f.error, "Jira refused a field; fetching the project's metadata again");
                     refreshed = true;
                     meta = self.meta(true).await?;

@@ -1129,12 +1129,6 @@ fn a_refused_field_refreshes_the_metadata_once_and_bad_unknowns_are_dead_letters
         r#"{"errorMessages":[],"errors":{"priority":"Specify the Priority (id or name) in the string format"}}"#,
         &[],
     );
-    jira.script(
-        "POST /rest/api/2/issue",
-        400,
-        r#"{"errorMessages":[],"errors":{"priority":"Specify the Priority (id or name) in the string format"}}"#,
-        &[],
-    );
     p.post("/", br#"{"title": "four", "result": "r"}"#);
     wait_until(
         Duration::from_secs(30),
