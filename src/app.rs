@@ -281,6 +281,15 @@ impl Known<'_> {
                 );
                 continue;
             }
+            if props.is_empty() && r.plugins.unique_message_timeout == 0 {
+                problems.warn(
+                    format!("actions[{name}].update-existing"),
+                    format!(
+                        "uses the key of route `{}`, whose `unique-message-props` drop every repeat of a key for ever (no `unique-message-timeout`): nothing is left to update; set `unique-message-timeout` on the route or `unique-props` on the action",
+                        r.name
+                    ),
+                );
+            }
             if r.plugins.aggregate_message_number > 0 || r.plugins.aggregate_message_timeout > 0 {
                 problems.warn(
                     format!("actions[{name}].update-existing"),

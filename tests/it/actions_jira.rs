@@ -1335,6 +1335,20 @@ fn check_reports_jira_load_errors_with_their_keys() {
     ] {
         assert!(out.contains(w), "want {w:?} in:\n{out}");
     }
+    // The route's key, but the route drops every repeat for ever.
+    std::fs::write(
+        &cfg,
+        "routes:\n- {name: r, template: t, actions: [j], plugins: {unique-message-props: [image]}}\n\
+         templates:\n- {name: t, rego-package: postee.trivy.jira}\n\
+         actions:\n- {name: j, type: jira, enable: true, url: 'https://jira.example.com', project-key: SEC, user: u, password: p, update-existing: true}\n",
+    )
+    .unwrap();
+    let o = run(&["check", "--cfgfile", cfg.to_str().unwrap()], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("warning: actions[j].update-existing: uses the key of route `r`, whose `unique-message-props` drop every repeat"),
+        "{out}"
+    );
     // Postee's JIRA_PASSWORD fallback.
     let cfg = dir.path().join("env.yaml");
     std::fs::write(
