@@ -1423,6 +1423,41 @@ fn render_shows_the_jira_calls_without_secrets_and_postee_samples_load() {
         "the upsert comment is previewed"
     );
 
+    // Without `unique-props`, the key is the route's dedup key; no value: no key.
+    let route_key = |event: &str| {
+        std::fs::write(
+            &cfg,
+            "routes:\n- {name: r, template: t, actions: [jira], plugins: {unique-message-props: [ArtifactName], unique-message-timeout: 1h}}\n\
+             templates:\n- {name: t, rego-package: postee.trivy.jira}\n\
+             actions:\n- {name: jira, type: jira, enable: true, url: 'https://jira.example.com', project-key: SEC, user: u, password: p, update-existing: true}\n",
+        )
+        .unwrap();
+        let input = dir.path().join("event.json");
+        std::fs::write(&input, event).unwrap();
+        let o = run(
+            &[
+                "render",
+                "--cfgfile",
+                cfg.to_str().unwrap(),
+                "--route",
+                "r",
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let with = route_key(&std::fs::read_to_string(fixture("events/trivy-report.json")).unwrap());
+    assert!(with.contains("postee-key-"), "{with}");
+    let without = route_key(r#"{"ArtifactName": "", "Results": []}"#);
+    assert!(!without.contains("postee-key-"), "{without}");
+    assert!(
+        without.contains("this message has no upsert key"),
+        "{without}"
+    );
+
     // Postee's sample config with its Jira action enabled loads and renders.
     let text = std::fs::read_to_string(fixture("postee-samples/cfg.yaml")).unwrap();
     let enabled = text.replacen(
