@@ -71,7 +71,7 @@ struct JiraState {
     /// What the fake found wrong in a request (a test fails unless empty).
     problems: Vec<String>,
     scripted: Vec<Scripted>,
-    /// Creates that succeed but answer 500 (the answer is lost).
+    /// Creates that succeed but answer 503 (the answer is lost).
     lose_create_answers: usize,
     /// The same for comments.
     lose_comment_answers: usize,
@@ -764,7 +764,7 @@ fn create(s: &mut JiraState, r: &Req) -> Response {
     });
     if s.lose_create_answers > 0 {
         s.lose_create_answers -= 1;
-        return jira_error(500, &["Internal server error"], json!({}));
+        return jira_error(503, &["Service Unavailable"], json!({}));
     }
     reply(
         201,
