@@ -992,7 +992,9 @@ fn a_lost_create_answer_is_not_created_twice_and_429_waits_for_retry_after() {
     );
     jira.assert_no_problems();
     assert_eq!(jira.issues().len(), 1, "no second issue");
-    assert_eq!(jira.requests_to("POST", "/rest/api/2/issue").len(), 1);
+    let creates = jira.requests_to("POST", "/rest/api/2/issue");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].status, 503, "created, but the answer was a 503");
     assert_eq!(
         jira.requests_to("GET", "/rest/api/2/issue/createmeta")
             .len(),
