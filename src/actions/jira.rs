@@ -784,7 +784,7 @@ impl Jira {
         })
     }
 
-    /// The last board of the project with the configured name (Postee keeps the last).
+    /// The last board of the project with the configured name (Postee keeps the last) or id.
     async fn find_board(&self) -> Result<Option<(u64, String)>, Failure> {
         let boards = match self
             .paged(
@@ -805,7 +805,12 @@ impl Jira {
         let found = boards
             .iter()
             .rev()
-            .find(|b| b["name"].as_str() == Some(self.cfg.board.as_str()))
+            .find(|b| {
+                b["name"].as_str() == Some(self.cfg.board.as_str())
+                    || b["id"]
+                        .as_u64()
+                        .is_some_and(|id| id.to_string() == self.cfg.board)
+            })
             .and_then(|b| {
                 Some((
                     b["id"].as_u64()?,

@@ -924,7 +924,7 @@ fn cloud_uses_account_ids_the_new_search_and_a_named_sprint() {
         "passthrough",
         &format!(
             "    url: {}\n    project-key: SEC\n    user: bot@acme.com\n    password: api-token-2\n    issuetype: bug\n\
-             \x20   assignee: ['<%application_scope_owner%>', bot@acme.com]\n    sprint: Sprint 3\n\
+             \x20   assignee: ['<%application_scope_owner%>', bot@acme.com]\n    sprint: Sprint 3\n    board: '7'\n\
              \x20   unknowns:\n      customfield_10100: staging\n",
             jira.url()
         ),
