@@ -119,7 +119,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "issuetype",
         Kind::Str,
         "`Task` when the project has it",
-        "Issue type name; otherwise the project's first type.",
+        "Issue type name; otherwise the project's first type that is not a sub-task.",
     ),
     KeySpec::optional(
         "labels",
