@@ -600,9 +600,7 @@ fn answer(s: &mut JiraState, r: &Req) -> Response {
             let has = |i: &Issue, l: &str| {
                 i.fields["labels"]
                     .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|x| x == l)
+                    .is_some_and(|ls| ls.iter().any(|x| x == l))
             };
             let found: Vec<Value> = s
                 .issues
@@ -1269,6 +1267,39 @@ fn certificates_are_verified_unless_tls_verify_is_false() {
         jira.issues().len(),
         1,
         "only the action with tls-verify: false got through"
+    );
+    jira.assert_no_problems();
+}
+
+#[test]
+fn without_labels_on_the_create_screen_the_issue_is_still_opened_with_a_warning() {
+    let jira = FakeJira::start(false, [9, 12, 0], "Bearer pat-11");
+    jira.st
+        .lock()
+        .unwrap()
+        .screen
+        .retain(|f| f["fieldId"] != "labels" && f["fieldId"] != "assignee");
+    let p = Postee::start(&config(
+        "passthrough",
+        &format!(
+            "    url: {}\n    project-key: SEC\n    user: jdoe\n    token: pat-11\n    labels: [security]\n",
+            jira.url()
+        ),
+    ));
+    let (_, body) = p.post("/", br#"{"title": "t", "result": "r"}"#);
+    wait_done(&p, &event_id(&body));
+    let f = &jira.issues()[0].fields;
+    assert!(f.get("labels").is_none(), "{f}");
+    assert!(f.get("assignee").is_none(), "{f}");
+    assert!(
+        jira.requests_to("GET", "/rest/api/2/user/search")
+            .is_empty()
+    );
+    assert!(
+        p.stderr()
+            .contains("the Labels field is not on the create screen"),
+        "{}",
+        p.stderr()
     );
     jira.assert_no_problems();
 }
