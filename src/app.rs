@@ -241,6 +241,7 @@ impl Known<'_> {
             problems.warn(&path, "route has no actions; it never sends anything");
         }
         let actions = self.route_actions(r, &path, problems);
+        let action_keys = self.route_action_keys(r, &actions, problems);
         let template = self.route_template(r, &path, problems);
         let aggregate = self.route_aggregate(r, &path, template.as_ref(), problems);
         Some(Route {
@@ -252,7 +253,55 @@ impl Known<'_> {
             dedup_props: r.plugins.unique_message_props.clone(),
             dedup_ttl: r.plugins.unique_message_timeout,
             aggregate,
+            action_keys,
         })
+    }
+
+    /// The route's actions that need an upsert key, with its props (empty: the route's
+    /// `unique-message-props`). One whose props are empty on a route without dedup props
+    /// gets no key, with a warning.
+    fn route_action_keys(
+        &self,
+        r: &crate::config::RouteConfig,
+        actions: &[String],
+        problems: &mut Problems,
+    ) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for name in actions {
+            let Some(props) = self.actions.get(name).and_then(|b| b.action.key_props()) else {
+                continue;
+            };
+            if props.is_empty() && r.plugins.unique_message_props.is_empty() {
+                problems.warn(
+                    format!("actions[{name}].update-existing"),
+                    format!(
+                        "route `{}` has no `unique-message-props` and the action no `unique-props`: there is no key to find an existing issue by, so every message opens a new one",
+                        r.name
+                    ),
+                );
+                continue;
+            }
+            if props.is_empty() && r.plugins.unique_message_timeout == 0 {
+                problems.warn(
+                    format!("actions[{name}].update-existing"),
+                    format!(
+                        "uses the key of route `{}`, whose `unique-message-props` drop every repeat of a key for ever (no `unique-message-timeout`): nothing is left to update; set `unique-message-timeout` on the route or `unique-props` on the action",
+                        r.name
+                    ),
+                );
+            }
+            if r.plugins.aggregate_message_number > 0 || r.plugins.aggregate_message_timeout > 0 {
+                problems.warn(
+                    format!("actions[{name}].update-existing"),
+                    format!(
+                        "route `{}` aggregates: an aggregated message has no single key, so it opens a new issue",
+                        r.name
+                    ),
+                );
+            }
+            out.push((name.clone(), props.to_vec()));
+        }
+        out
     }
 
     /// The route's enabled actions, in list order.

@@ -22,6 +22,10 @@ pub struct Rendered {
     /// `application_scope_owners` of the event joined by `;`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<String>,
+    /// Upsert keys: action name → the key of the thing it updates (jira `update-existing`),
+    /// from the event's values at the action's props (see `Action::key_props`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
 }
 
 /// What one action is asked to send: the rendered content plus where it came from.
@@ -118,5 +122,26 @@ impl Delivery {
         self.created_at_ms = now;
         self.then.clear();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_content_without_keys_reads_as_before() {
+        let old = r#"{"title":"t","description":"d","url":"","owners":"a@x"}"#;
+        let r: Rendered = serde_json::from_str(old).unwrap();
+        assert!(r.keys.is_empty());
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            old,
+            "no keys: written as before"
+        );
+        let mut r = r;
+        r.keys.insert("jira".into(), "alpine".into());
+        let back: Rendered = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

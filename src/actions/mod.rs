@@ -6,6 +6,7 @@ pub mod dependencytrack;
 pub mod email;
 pub mod exec;
 pub mod http;
+pub mod jira;
 pub mod nexusiq;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -69,6 +70,11 @@ pub trait Action: Send + Sync {
     async fn send(&self, msg: &Message) -> Result<(), ActionError>;
     /// Exactly what `send` would do with this message, without doing it (`postee render`).
     fn preview(&self, msg: &Message) -> serde_json::Value;
+    /// Event paths whose values make this action's upsert key (`Rendered::keys`), when it
+    /// needs one; empty: the route's `unique-message-props`.
+    fn key_props(&self) -> Option<&[String]> {
+        None
+    }
 }
 
 /// Default time limit of one send for the messaging actions (slack, teams, email, opsgenie,
@@ -218,7 +224,12 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, nexusiq::validate, nexusiq::build)),
         concurrency: HTTP_CONCURRENCY,
     },
-    ActionType::not_yet("jira", pending::JIRA),
+    ActionType {
+        name: "jira",
+        keys: jira::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, jira::validate, jira::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
     ActionType::not_yet("docker", pending::DOCKER),
     ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
@@ -859,10 +870,11 @@ mod tests {
             "servicenow",
             "dependencytrack",
             "nexusiq",
+            "jira",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in ["jira", "kubernetes", "docker", "awssecurityhub"] {
+        for t in ["kubernetes", "docker", "awssecurityhub"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

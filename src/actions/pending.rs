@@ -6,25 +6,6 @@
 
 use crate::config::{KeySpec, Kind};
 
-pub const JIRA: &[KeySpec] = &[
-    KeySpec::known("url", Kind::Str),
-    KeySpec::known("user", Kind::Expand),
-    KeySpec::known("password", Kind::Secret),
-    KeySpec::known("token", Kind::Secret),
-    KeySpec::known("project-key", Kind::Str),
-    KeySpec::known("issuetype", Kind::Str),
-    KeySpec::known("priority", Kind::Str),
-    KeySpec::known("assignee", Kind::StrList),
-    KeySpec::known("labels", Kind::StrList),
-    KeySpec::known("fix-versions", Kind::StrList),
-    KeySpec::known("affects-versions", Kind::StrList),
-    KeySpec::known("unknowns", Kind::StrMap),
-    KeySpec::known("board", Kind::Str),
-    KeySpec::known("tls-verify", Kind::Bool),
-    KeySpec::known("sprint", Kind::Str),
-    KeySpec::known("summary", Kind::Str),
-];
-
 pub const KUBERNETES: &[KeySpec] = &[
     KeySpec::known("kube-namespace", Kind::Str),
     KeySpec::known("kube-config-file", Kind::Str),

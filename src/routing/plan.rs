@@ -2,6 +2,7 @@
 //! would hold, and the message its template rendered. Planning reads only the event and the
 //! config; what the plan leads to is decided in [`super::decide`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use regorus::Value;
@@ -34,6 +35,9 @@ pub struct Route {
     pub dedup_ttl: u64,
     /// Aggregation plugins, with the template's aggregation package.
     pub aggregate: Option<(Aggregate, Arc<Template>)>,
+    /// Actions that need an upsert key (`Action::key_props`), with its event paths (empty:
+    /// `dedup_props`). Their keys go into the rendered content's `keys`.
+    pub action_keys: Vec<(String, Vec<String>)>,
 }
 
 /// What a route made of an event.
@@ -126,8 +130,13 @@ pub fn plan_route(route: &Route, aqua_server: &str, event_id: &str, input: &Valu
             return plan;
         }
     }
+    // The event as JSON, for the dedup and upsert keys (only when some are needed).
+    let json = if route.dedup_props.is_empty() && route.action_keys.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::to_value(input).unwrap_or_default()
+    };
     if !route.dedup_props.is_empty() {
-        let json = serde_json::to_value(input).unwrap_or_default();
         let key = dedup_key(&json, &route.dedup_props);
         if key.is_empty() {
             // Postee drops such an event (empty key); sending it is the safer choice.
@@ -137,13 +146,45 @@ pub fn plan_route(route: &Route, aqua_server: &str, event_id: &str, input: &Valu
         }
     }
     plan.verdict = match route.template.render(input, aqua_server) {
-        Ok(content) => Verdict::Rendered(content),
+        Ok(mut content) => {
+            content.keys = action_keys(route, &json);
+            if content.keys.len() < route.action_keys.len() {
+                tracing::warn!(route = %route.name, event_id, "an action's upsert key found no value in the event; it creates a new item");
+            }
+            Verdict::Rendered(content)
+        }
         Err(e) => {
             tracing::warn!(route = %route.name, event_id, template = %route.template.name, error = %e, "template failed; dead letters for this route's actions");
             Verdict::RenderFailed(e.to_string())
         }
     };
     plan
+}
+
+/// The upsert key of each action of the route that needs one (none when its props find no
+/// value in the event).
+pub fn action_keys(route: &Route, event: &serde_json::Value) -> BTreeMap<String, String> {
+    keys_of(&route.action_keys, &route.dedup_props, event)
+}
+
+/// [`action_keys`] over its parts: each action's props, empty meaning `dedup_props`.
+fn keys_of(
+    actions: &[(String, Vec<String>)],
+    dedup_props: &[String],
+    event: &serde_json::Value,
+) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
+    for (action, props) in actions {
+        let props = if props.is_empty() { dedup_props } else { props };
+        if props.is_empty() {
+            continue;
+        }
+        let key = dedup_key(event, props);
+        if !key.is_empty() {
+            keys.insert(action.clone(), key);
+        }
+    }
+    keys
 }
 
 /// Renders a route's aggregation batch with its aggregation package. The input is the
@@ -162,8 +203,34 @@ pub fn render_aggregate(route: &Route, items: &[Rendered]) -> Result<Rendered, S
 /// template had failed).
 pub fn render_body(route: &Route, aqua_server: &str, body: &str) -> Result<Rendered, String> {
     let input = crate::event::parse(body.as_bytes()).map_err(|e| e.to_string())?;
-    route
+    let mut content = route
         .template
         .render(&input, aqua_server)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if !route.action_keys.is_empty() {
+        content.keys = action_keys(route, &serde_json::to_value(&input).unwrap_or_default());
+    }
+    Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn action_keys_use_their_props_or_the_routes() {
+        let ev = json!({"image": "alpine", "ns": "prod", "digest": "sha256:1"});
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let actions = vec![
+            ("own".to_string(), s(&["image", "ns"])),
+            ("route".to_string(), Vec::new()),
+            ("none".to_string(), s(&["missing"])),
+        ];
+        let keys = keys_of(&actions, &s(&["digest"]), &ev);
+        assert_eq!(keys["own"], "alpine-prod");
+        assert_eq!(keys["route"], "sha256:1");
+        assert!(!keys.contains_key("none"));
+        assert!(!keys_of(&actions, &[], &ev).contains_key("route"));
+    }
 }

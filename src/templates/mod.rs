@@ -342,6 +342,7 @@ impl Template {
             aggregation_pkg,
             extra,
             owners: None,
+            keys: BTreeMap::new(),
         })
     }
 }

@@ -128,8 +128,8 @@ fn each_config_error_class_is_reported() {
             "actions[e].port: expected a whole number",
         ),
         (
-            "actions:\n- {name: s, type: jira, enable: true, url: 'http://x', user: u, password: p}\n",
-            "action type jira is not supported yet",
+            "actions:\n- {name: s, type: docker, enable: true, docker-image-name: x}\n",
+            "action type docker is not supported yet",
         ),
         (
             "actions:\n- {name: o, type: opsgenie, enable: true, token: t, priority: urgent}\n",

@@ -90,6 +90,7 @@ fn app_with(
         dedup_props: Vec::new(),
         dedup_ttl: 0,
         aggregate: agg,
+        action_keys: Vec::new(),
     };
     let recorder = Recorder {
         name: "rec".into(),
