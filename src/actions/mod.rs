@@ -2,6 +2,7 @@
 //! config, `validate` and `build`; this file holds the trait, the registry of every type, the
 //! shared validation helpers, and the error classification the dispatcher relies on.
 
+pub mod awssecurityhub;
 pub mod email;
 pub mod exec;
 pub mod http;
@@ -197,13 +198,18 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, splunk::validate, splunk::build)),
         concurrency: HTTP_CONCURRENCY,
     },
+    ActionType {
+        name: "awssecurityhub",
+        keys: awssecurityhub::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, awssecurityhub::validate, awssecurityhub::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("jira", pending::JIRA),
     ActionType::not_yet("servicenow", pending::SERVICENOW),
     ActionType::not_yet("nexusiq", pending::NEXUSIQ),
     ActionType::not_yet("dependencytrack", pending::DEPENDENCYTRACK),
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
     ActionType::not_yet("docker", pending::DOCKER),
-    ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
 ];
 
 /// A type's own `build(name, XConfig, ctx)`: an error only for what the keys could not tell
@@ -830,6 +836,7 @@ mod tests {
             "opsgenie",
             "pagerduty",
             "splunk",
+            "awssecurityhub",
         ] {
             assert!(is_implemented(t), "{t}");
         }
@@ -840,7 +847,6 @@ mod tests {
             "dependencytrack",
             "kubernetes",
             "docker",
-            "awssecurityhub",
         ] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod actions_awssecurityhub;
 mod actions_messaging;
 mod cli;
 mod concurrency;
