@@ -444,6 +444,15 @@ fn is_transient_type(kind: &str) -> bool {
     )
 }
 
+/// Credentials that AWS says have expired (or a request signed too long ago): the next
+/// attempt looks them up again.
+fn is_expired_type(kind: &str) -> bool {
+    matches!(
+        kind,
+        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired"
+    )
+}
+
 /// The error of a call AWS answered with a non-2xx status.
 pub fn call_error(
     status: reqwest::StatusCode,
@@ -606,11 +615,10 @@ impl SecurityHub {
         if !status.is_success() {
             let headers = resp.headers().clone();
             let body = body_snippet(resp, 4096).await;
-            let e = call_error(status, &headers, &body, &aws.region);
-            if e.to_string().contains("Expired") {
+            if is_expired_type(&aws_error(&headers, &body).0) {
                 self.forget_credentials().await;
             }
-            return Err(e);
+            return Err(call_error(status, &headers, &body, &aws.region));
         }
         let text = body_snippet(resp, 1024 * 1024).await;
         serde_json::from_str(&text).map_err(|e| {

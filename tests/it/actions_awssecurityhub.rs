@@ -151,13 +151,11 @@ fn hmac(key: &[u8], msg: &str) -> Vec<u8> {
 /// SigV4 as AWS documents it: canonical request, string to sign, derived key, signature.
 fn expected_signature(
     secret: &str,
-    method: &str,
-    path: &str,
+    (method, path): (&str, &str),
     headers: &BTreeMap<String, String>,
     signed: &[&str],
     body: &[u8],
-    amz_date: &str,
-    scope: &str,
+    (amz_date, scope): (&str, &str),
 ) -> String {
     let mut canonical = format!("{method}\n{path}\n\n");
     for h in signed {
@@ -237,13 +235,11 @@ fn check_call(
             let scope = format!("{scope_day}/{region}/{service}/aws4_request");
             let want = expected_signature(
                 secret,
-                method.as_str(),
-                uri.path(),
+                (method.as_str(), uri.path()),
                 headers,
                 &signed,
                 body,
-                &amz_date,
-                &scope,
+                (&amz_date, &scope),
             );
             if want != signature {
                 problems.push("signature does not verify".into());
@@ -547,6 +543,43 @@ fn throttling_is_retried_and_only_failed_findings_are_sent_again() {
 }
 
 #[test]
+fn a_failed_call_is_retried_without_the_calls_already_accepted() {
+    let hub = Hub::start(REGION);
+    hub.answer(Answer::Failing(vec![]));
+    hub.answer(Answer::Error(
+        503,
+        "ServiceUnavailableException",
+        json!({"message": "Service is unavailable"}).to_string(),
+        vec![],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_keys(dir.path());
+    let p = start(&hub, "", env, dir);
+    let (_, body) = p.post("/", &report(250));
+    let id = event_id(&body);
+    let calls = hub.wait_calls(4);
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [200, 503, 200, 200]);
+    assert_eq!(
+        calls[1].ids(),
+        calls[2].ids(),
+        "the failed call is made again"
+    );
+    assert_eq!(calls[2].findings[0], finding(100));
+    assert_eq!(calls[3].findings.len(), 50);
+    assert_eq!(calls[3].findings[49], finding(249));
+    let sent: usize = calls.iter().map(|c| c.findings.len()).sum();
+    assert_eq!(sent, 350, "the first 100 findings are not sent again");
+    wait_until(
+        Duration::from_secs(30),
+        || p.api_get(&format!("/events/{id}")).1["state"] == "done",
+        || format!("{}", p.api_get(&format!("/events/{id}")).1),
+    );
+    assert_eq!(hub.calls().len(), 4);
+    assert!(p.api_get("/dlq").1.as_array().unwrap().is_empty());
+}
+
+#[test]
 fn refused_findings_and_access_denied_are_dead_letters_with_aws_messages() {
     let hub = Hub::start(REGION);
     hub.answer(Answer::Failing(vec![(
@@ -593,10 +626,11 @@ fn refused_findings_and_access_denied_are_dead_letters_with_aws_messages() {
         action["last_error"].as_str().unwrap().starts_with(want),
         "{ev}"
     );
+    let log = p.stderr();
     assert!(
-        p.stderr().contains("AccessDeniedException"),
-        "{}",
-        p.stderr()
+        log.lines()
+            .any(|l| l.contains("outcome") && l.contains(want)),
+        "the log line has AWS's error:\n{log}"
     );
     let shown = format!("{dead:?} {ev} {}", p.stderr());
     assert!(!shown.contains(SECRET) && !shown.contains(TOKEN));
