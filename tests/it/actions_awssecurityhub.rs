@@ -25,6 +25,9 @@ const TOKEN: &str = "env-session-token-0001";
 const PROFILE_AKID: &str = "AKIAFAKEPROFILE00002";
 const PROFILE_SECRET: &str = "profile-secret-key-0002";
 const REGION: &str = "eu-west-3";
+const STS_AKID: &str = "ASIAFAKESTSROLE00003";
+const STS_SECRET: &str = "sts-secret-key-0003";
+const STS_TOKEN: &str = "sts-session-token-0003";
 
 // ---------------------------------------------------------------------------------------
 // The fake Security Hub.
@@ -91,6 +94,7 @@ impl Hub {
             secrets: Arc::new(BTreeMap::from([
                 (AKID.to_string(), SECRET.to_string()),
                 (PROFILE_AKID.to_string(), PROFILE_SECRET.to_string()),
+                (STS_AKID.to_string(), STS_SECRET.to_string()),
             ])),
             region: Arc::new(region.to_string()),
             ..Default::default()
@@ -679,6 +683,244 @@ fn credentials_and_region_come_from_the_profile_in_the_shared_files() {
     assert!(!calls[0].headers.contains_key("x-amz-security-token"));
     p.wait_deliveries(1);
     assert!(p.api_get("/dlq").1.as_array().unwrap().is_empty());
+}
+
+/// EKS IRSA: a projected service-account token and a role; the chain trades them at STS
+/// (here a fake STS, through `AWS_ENDPOINT_URL_STS`) for temporary credentials.
+#[test]
+fn a_web_identity_token_is_traded_at_sts_for_temporary_credentials() {
+    let hub = Hub::start(REGION);
+    let sts = Sink::start();
+    sts.respond_with(
+        200,
+        &format!(
+            r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:security:postee</SubjectFromWebIdentityToken>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/postee-securityhub/postee</Arn>
+      <AssumedRoleId>AROAFAKEROLEID:postee</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>{STS_AKID}</AccessKeyId>
+      <SecretAccessKey>{STS_SECRET}</SecretAccessKey>
+      <SessionToken>{STS_TOKEN}</SessionToken>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+    <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-3.amazonaws.com/id/EXAMPLE</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#
+        ),
+        &[("Content-Type", "text/xml")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.fake-projected-token.sig").unwrap();
+    let mut env = aws_env(dir.path());
+    env.extend(
+        [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+            (
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/postee-securityhub".to_string(),
+            ),
+            ("AWS_ROLE_SESSION_NAME", "postee".to_string()),
+            ("AWS_ENDPOINT_URL_STS", sts.url("")),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let p = start(&hub, "", env, dir);
+    assert_eq!(p.post("/", &report(2)).0, 200);
+    assert_eq!(p.post("/", &report(3)).0, 200);
+    let calls = hub.wait_calls(2);
+    p.wait_deliveries(2);
+    for c in &calls {
+        assert!(
+            c.headers["authorization"].contains(&format!("Credential={STS_AKID}/")),
+            "{c:?}"
+        );
+        assert_eq!(c.headers["x-amz-security-token"], STS_TOKEN);
+    }
+    let asked = sts.received();
+    assert_eq!(asked.len(), 1, "the credentials are kept until they expire");
+    let form = asked[0].body_str();
+    for part in [
+        "Action=AssumeRoleWithWebIdentity",
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fpostee-securityhub",
+        "WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.fake-projected-token.sig",
+    ] {
+        assert!(form.contains(part), "{part} not in {form}");
+    }
+    assert!(p.api_get("/dlq").1.as_array().unwrap().is_empty());
+}
+
+/// ECS (and EKS Pod Identity): credentials from the container endpoint, with its token.
+#[test]
+fn container_credentials_come_from_the_ecs_endpoint() {
+    let hub = Hub::start(REGION);
+    let ecs = Sink::start();
+    ecs.set_default_reply(
+        200,
+        &json!({
+            "AccessKeyId": STS_AKID,
+            "SecretAccessKey": STS_SECRET,
+            "Token": STS_TOKEN,
+            "Expiration": "2099-01-01T00:00:00Z",
+            "RoleArn": "arn:aws:iam::123456789012:role/postee-task"
+        })
+        .to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = aws_env(dir.path());
+    env.push((
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        ecs.url("/v2/credentials/task-1"),
+    ));
+    env.push((
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
+        "ecs-auth-token-0004".into(),
+    ));
+    let p = start(&hub, "", env, dir);
+    assert_eq!(p.post("/", &report(1)).0, 200);
+    let calls = hub.wait_calls(1);
+    assert!(
+        calls[0].headers["authorization"].contains(&format!("Credential={STS_AKID}/")),
+        "{calls:?}"
+    );
+    assert_eq!(calls[0].headers["x-amz-security-token"], STS_TOKEN);
+    let asked = ecs.received();
+    assert_eq!(asked[0].method, "GET");
+    assert_eq!(asked[0].path, "/v2/credentials/task-1");
+    assert_eq!(
+        asked[0].header("authorization"),
+        Some("ecs-auth-token-0004")
+    );
+    p.wait_deliveries(1);
+    assert!(!p.stderr().contains("ecs-auth-token-0004"));
+}
+
+/// A fake EC2 instance metadata service that insists on IMDSv2 (a session token from
+/// `PUT /latest/api/token`) and serves one role's credentials.
+fn start_imds() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::{get, put};
+    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let token_ok = |h: &HeaderMap| {
+        h.get("x-aws-ec2-metadata-token")
+            .is_some_and(|v| v == "imds-session-0005")
+    };
+    let app = axum::Router::new()
+        .route(
+            "/latest/api/token",
+            put(|h: HeaderMap| async move {
+                // IMDS answers with the session's lifetime in the same header.
+                match h.get("x-aws-ec2-metadata-token-ttl-seconds") {
+                    Some(ttl) => (
+                        StatusCode::OK,
+                        [("x-aws-ec2-metadata-token-ttl-seconds", ttl.clone())],
+                        "imds-session-0005",
+                    )
+                        .into_response(),
+                    None => StatusCode::BAD_REQUEST.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/",
+            get(move |h: HeaderMap| async move {
+                if token_ok(&h) {
+                    (StatusCode::OK, "postee-role".to_string())
+                } else {
+                    (StatusCode::UNAUTHORIZED, String::new())
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/postee-role",
+            get(move |h: HeaderMap| async move {
+                if !token_ok(&h) {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let body = json!({
+                    "Code": "Success",
+                    "LastUpdated": "2026-12-01T00:00:00Z",
+                    "Type": "AWS-HMAC",
+                    "AccessKeyId": STS_AKID,
+                    "SecretAccessKey": STS_SECRET,
+                    "Token": STS_TOKEN,
+                    "Expiration": "2099-01-01T00:00:00Z"
+                });
+                (StatusCode::OK, body.to_string())
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let log = log.clone();
+                async move {
+                    let line = format!("{} {}", req.method(), req.uri().path());
+                    let resp = next.run(req).await;
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{line} {}", resp.status().as_u16()));
+                    resp
+                }
+            },
+        ));
+    std::thread::spawn(move || {
+        block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        })
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_ec2_instance_role_is_read_from_imds_v2() {
+    let hub = Hub::start(REGION);
+    let (port, seen) = start_imds();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = aws_env(dir.path())
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    env.push((
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    let p = start(&hub, "", env, dir);
+    assert_eq!(p.post("/", &report(1)).0, 200);
+    wait_until(
+        Duration::from_secs(30),
+        || !hub.calls().is_empty(),
+        || format!("IMDS saw {:?}; log:\n{}", seen.lock().unwrap(), p.stderr()),
+    );
+    let calls = hub.wait_calls(1);
+    assert!(
+        calls[0].headers["authorization"].contains(&format!("Credential={STS_AKID}/")),
+        "{calls:?}"
+    );
+    assert_eq!(calls[0].headers["x-amz-security-token"], STS_TOKEN);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("PUT /latest/api/token 200"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l == "GET /latest/meta-data/iam/security-credentials/postee-role 200"),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.ends_with(" 401")),
+        "every read carried the session token: {seen:?}"
+    );
+    p.wait_deliveries(1);
 }
 
 #[test]
