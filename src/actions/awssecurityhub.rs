@@ -158,11 +158,17 @@ pub fn validate_with_env(
         }
         None => None,
     };
+    // AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true: the SDKs' switch to ignore the variables.
+    let env_endpoints = !env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+        .is_some_and(|(v, _)| v.eq_ignore_ascii_case("true"));
     let endpoint = f
         .non_empty("endpoint-url")
         .map(|u| (u.trim().to_string(), Source::Key))
-        .or_else(|| env("AWS_ENDPOINT_URL_SECURITYHUB"))
-        .or_else(|| env("AWS_ENDPOINT_URL"));
+        .or_else(|| {
+            env_endpoints
+                .then(|| env("AWS_ENDPOINT_URL_SECURITYHUB").or_else(|| env("AWS_ENDPOINT_URL")))
+                .flatten()
+        });
     let endpoint = match endpoint {
         None => None,
         Some((raw, source)) => match reqwest::Url::parse(&raw) {
@@ -408,7 +414,7 @@ pub fn aws_error(headers: &reqwest::header::HeaderMap, body: &str) -> (String, S
 fn hint(kind: &str, region: &str) -> Option<String> {
     Some(match kind {
         "AccessDeniedException" => format!(
-            "the identity of these credentials may not call securityhub:BatchImportFindings in {region}: grant it in IAM"
+            "the identity of these credentials may not call securityhub:BatchImportFindings in {region}: grant it in IAM; or the findings' ProductArn names a product integration not enabled in Security Hub (Trivy's product/aquasecurity/aquasecurity: enable the Aqua Security integration)"
         ),
         "UnrecognizedClientException" => "AWS does not know this access key id: check AWS_ACCESS_KEY_ID or the profile's aws_access_key_id (and AWS_SESSION_TOKEN for temporary keys)".to_string(),
         "InvalidSignatureException" | "SignatureDoesNotMatch" => "the secret access key does not match the access key id, or this machine's clock is off".to_string(),
@@ -416,7 +422,7 @@ fn hint(kind: &str, region: &str) -> Option<String> {
         "InvalidAccessException" => format!(
             "Security Hub is not enabled for this account in {region}: enable it, or set the right `region`"
         ),
-        "InvalidInputException" => "the findings are not valid ASFF (AwsAccountId must be the caller's account, ProductArn arn:aws:securityhub:<region>:<account>:product/<account>/default)".to_string(),
+        "InvalidInputException" => "the findings are not valid ASFF: each needs AwsAccountId (the caller's account), ProductArn (of this region), Id, GeneratorId, SchemaVersion, Title, Description, Types, CreatedAt, UpdatedAt, Severity and Resources".to_string(),
         _ => return None,
     })
 }
@@ -705,7 +711,6 @@ impl SecurityHub {
                 if f.is_retryable() {
                     retry.push(f);
                 } else {
-                    tracing::warn!(action = %self.name, id = %f.id, code = %f.code, message = %f.message, "AWS Security Hub refused a finding");
                     refused.push(f);
                 }
             }
@@ -929,6 +934,14 @@ mod tests {
         assert_eq!(
             cfg.endpoint.unwrap().host_str(),
             Some("vpce-1.securityhub.eu-west-1.vpce.amazonaws.com")
+        );
+        let ignoring = env_of(&[
+            ("AWS_ENDPOINT_URL", "https://localstack:4566"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ]);
+        assert_eq!(
+            validate_with_env(&f, &ignoring).config.unwrap().endpoint,
+            None
         );
         f.set("region", FieldValue::Str("us-gov-west-1".into()));
         f.set(

@@ -1013,6 +1013,40 @@ fn check_reports_bad_region_and_endpoint_and_the_postee_sample_loads_enabled() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{out}");
     assert!(!out.contains("my-aws-securityhub"), "{out}");
+    // And `render` shows what its route would send, without credentials.
+    let input = dir.path().join("report.asff");
+    std::fs::write(&input, report(2)).unwrap();
+    let o = run(
+        &[
+            "render",
+            "--cfgfile",
+            path.to_str().unwrap(),
+            "--route",
+            "Trivy AWS Security Hub",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[
+            ("REGO_FILTERS_PATH", "/nonexistent"),
+            ("REGO_TEMPLATES_PATH", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", "us-east-2"),
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    let rendered: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    let action = &rendered["actions"][0];
+    assert_eq!(action["name"], "my-aws-securityhub", "{rendered}");
+    let call = &action["would_send"]["calls"][0];
+    assert_eq!(
+        call["url"],
+        "https://securityhub.us-east-2.amazonaws.com/findings/import"
+    );
+    assert_eq!(call["body"]["Findings"][1], finding(1));
+    let text = rendered.to_string();
+    assert!(!text.contains(SECRET) && !text.contains(AKID), "{text}");
 }
 
 #[test]
