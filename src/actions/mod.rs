@@ -2,6 +2,7 @@
 //! config, `validate` and `build`; this file holds the trait, the registry of every type, the
 //! shared validation helpers, and the error classification the dispatcher relies on.
 
+pub mod awssecurityhub;
 pub mod dependencytrack;
 pub mod email;
 pub mod exec;
@@ -230,9 +231,14 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, jira::validate, jira::build)),
         concurrency: HTTP_CONCURRENCY,
     },
+    ActionType {
+        name: "awssecurityhub",
+        keys: awssecurityhub::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, awssecurityhub::validate, awssecurityhub::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
     ActionType::not_yet("docker", pending::DOCKER),
-    ActionType::not_yet("awssecurityhub", pending::AWSSECURITYHUB),
 ];
 
 /// A type's own `build(name, XConfig, ctx)`: an error only for what the keys could not tell
@@ -871,10 +877,11 @@ mod tests {
             "dependencytrack",
             "nexusiq",
             "jira",
+            "awssecurityhub",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in ["kubernetes", "docker", "awssecurityhub"] {
+        for t in ["kubernetes", "docker"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

@@ -20,5 +20,3 @@ pub const DOCKER: &[KeySpec] = &[
     KeySpec::known("docker-network", Kind::Str),
     KeySpec::known("docker-volume-mounts", Kind::StrMap),
 ];
-
-pub const AWSSECURITYHUB: &[KeySpec] = &[];

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod actions_awssecurityhub;
 mod actions_jira;
 mod actions_messaging;
 mod actions_ticketing;
