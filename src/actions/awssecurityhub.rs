@@ -354,12 +354,7 @@ pub fn call_bodies(findings: &[&Value]) -> Vec<(Vec<String>, String)> {
 
 /// FNV-1a of the report, to tell a replay of another rendering from a retry.
 fn digest(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
+    super::stable_hash(s)
 }
 
 /// The default endpoint of a region.

@@ -98,6 +98,21 @@ pub struct BuildContext {
     pub aqua_server: String,
 }
 
+impl BuildContext {
+    /// The shared HTTP client, or with `skip_verify` (a `tls-verify: false` the user asked
+    /// for) a client of the action's own that accepts any certificate.
+    pub fn client(&self, skip_verify: bool) -> Result<reqwest::Client, String> {
+        if !skip_verify {
+            return Ok(self.http.clone());
+        }
+        reqwest::Client::builder()
+            .user_agent(concat!("postee/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The registry: every action type Postee knows, with its keys and how it is built.
 
@@ -499,6 +514,17 @@ pub fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
     );
     u.set_path(&joined);
     u
+}
+
+/// FNV-1a, 64 bits, of `s`: a short hash that is stable across versions and platforms, for
+/// ids derived from delivery ids (not a security measure).
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
 }
 
 /// At most `max` characters of `s` (not bytes), for targets with field limits.

@@ -125,12 +125,7 @@ pub fn dedup_key(delivery_id: &str) -> String {
     if delivery_id.len() <= MAX_DEDUP_KEY {
         return delivery_id.to_string();
     }
-    // FNV-1a, 64 bits: stable across versions and platforms.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in delivery_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = super::stable_hash(delivery_id);
     let mut cut = 200;
     while !delivery_id.is_char_boundary(cut) {
         cut -= 1;

@@ -209,12 +209,7 @@ pub fn correlation_id(delivery_id: &str) -> String {
     if delivery_id.len() <= MAX_CORRELATION_ID && delivery_id.bytes().all(plain) {
         return delivery_id.to_string();
     }
-    // FNV-1a, 64 bits.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in delivery_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = super::stable_hash(delivery_id);
     let cleaned: String = delivery_id
         .bytes()
         .map(|b| if plain(b) { b as char } else { '_' })

@@ -141,15 +141,7 @@ pub fn validate(f: &Fields) -> Validated<SplunkConfig> {
 }
 
 pub fn build(name: &str, cfg: SplunkConfig, ctx: &BuildContext) -> Result<Arc<dyn Action>, String> {
-    let http = if cfg.skip_verify {
-        reqwest::Client::builder()
-            .user_agent(concat!("postee/", env!("CARGO_PKG_VERSION")))
-            .tls_danger_accept_invalid_certs(true)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?
-    } else {
-        ctx.http.clone()
-    };
+    let http = ctx.client(cfg.skip_verify)?;
     Ok(Arc::new(Splunk {
         name: name.to_string(),
         cfg,

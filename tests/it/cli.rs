@@ -72,6 +72,93 @@ fn postee_sample_configs_load_except_for_features_not_built_yet() {
     }
 }
 
+/// Issue 12, point 6: Postee's sample config with every ticketing and security-platform action
+/// enabled at once (its own spellings: `serviceNow`, `nexusIq`) loads; `render` shows what
+/// each would send without its secrets.
+#[test]
+fn postee_sample_with_every_ticketing_action_enabled_loads_and_renders() {
+    let mut text = std::fs::read_to_string(fixture("postee-samples/cfg.yaml")).unwrap();
+    let names = [
+        "my-jira",
+        "my-servicenow",
+        "my-nexus-iq",
+        "my-dependencytrack",
+        "my-aws-securityhub",
+    ];
+    for name in names {
+        let at = text.find(&format!("- name: {name}\n")).unwrap();
+        let off = text[at..].find("enable: false").unwrap() + at;
+        text.replace_range(off..off + "enable: false".len(), "enable: true");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, &text).unwrap();
+    let env = [
+        ("JIRA_USER", "bot@johndoe.com"),
+        ("JIRA_PASSWORD", "sample-jira-secret"),
+        ("SERVICENOW_PASSWORD", "sample-snow-secret"),
+        ("NEXUS_IQ_PASSWORD", "sample-iq-secret"),
+        ("AWS_REGION", "eu-west-1"),
+        ("REGO_FILTERS_PATH", "/nonexistent"),
+        ("REGO_TEMPLATES_PATH", "/nonexistent"),
+    ];
+    let o = run(&["check", "--cfgfile", cfg.to_str().unwrap()], &env);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("error:"), "{out}");
+    assert!(out.contains("of which 6 enabled"), "{out}");
+    for (route, event, url) in [
+        (
+            "critical-vulnerabilities",
+            "events/aqua-scan.json",
+            "https://johndoe.atlassian.net/rest/api/2/issue",
+        ),
+        (
+            "trivy-operator-reports",
+            "events/trivy-operator-vulnreport.json",
+            "https://johndoe.atlassian.net/rest/api/2/issue",
+        ),
+        (
+            "fixable-vulnerabilities",
+            "events/aqua-scan.json",
+            "https://dev12345.service-now.com/api/now/table/incident",
+        ),
+        (
+            "aqua-scan-sbom",
+            "events/aqua-scan.json",
+            "https://nexus.example.com/api/v2/applications",
+        ),
+        (
+            "trivy-operator-sbom",
+            "events/trivy-operator-sbomreport.json",
+            "https://dependency-track.example.com/api/v1/bom",
+        ),
+    ] {
+        let o = run(
+            &[
+                "render",
+                "--cfgfile",
+                cfg.to_str().unwrap(),
+                "--route",
+                route,
+                "--input",
+                fixture(event).to_str().unwrap(),
+            ],
+            &env,
+        );
+        let shown = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{route}: {shown}");
+        assert!(shown.contains(url), "{route}: {url} not shown in {shown}");
+        for secret in [
+            "sample-jira-secret",
+            "sample-snow-secret",
+            "sample-iq-secret",
+        ] {
+            assert!(!shown.contains(secret), "{route}: {shown}");
+        }
+    }
+}
+
 #[test]
 fn check_reports_every_problem_with_its_place_and_fails() {
     let o = check(&fixture("configs/broken.yaml"), &[]);
