@@ -4,6 +4,7 @@
 
 pub mod awssecurityhub;
 pub mod dependencytrack;
+pub mod docker;
 pub mod email;
 pub mod exec;
 pub mod http;
@@ -253,7 +254,15 @@ pub static REGISTRY: &[ActionType] = &[
         concurrency: HTTP_CONCURRENCY,
     },
     ActionType::not_yet("kubernetes", pending::KUBERNETES),
-    ActionType::not_yet("docker", pending::DOCKER),
+    ActionType {
+        name: "docker",
+        keys: docker::KEYS,
+        // Without the `docker` cargo feature, `build` is the load error "built without the
+        // docker feature".
+        build: Some(|n, f, c| glue(n, f, c, docker::validate, docker::build)),
+        // A container each on one engine: as local work, not as an HTTP target.
+        concurrency: LOCAL_CONCURRENCY,
+    },
 ];
 
 /// A type's own `build(name, XConfig, ctx)`: an error only for what the keys could not tell
@@ -904,10 +913,11 @@ mod tests {
             "nexusiq",
             "jira",
             "awssecurityhub",
+            "docker",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in ["kubernetes", "docker"] {
+        for t in ["kubernetes"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

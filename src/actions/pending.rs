@@ -12,11 +12,3 @@ pub const KUBERNETES: &[KeySpec] = &[
     KeySpec::known("kube-label-selector", Kind::Str),
     KeySpec::known("kube-actions", Kind::KubeActions),
 ];
-
-pub const DOCKER: &[KeySpec] = &[
-    KeySpec::known("docker-image-name", Kind::Str),
-    KeySpec::known("docker-cmd", Kind::StrList),
-    KeySpec::known("docker-env", Kind::StrList),
-    KeySpec::known("docker-network", Kind::Str),
-    KeySpec::known("docker-volume-mounts", Kind::StrMap),
-];

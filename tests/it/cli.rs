@@ -215,8 +215,8 @@ fn each_config_error_class_is_reported() {
             "actions[e].port: expected a whole number",
         ),
         (
-            "actions:\n- {name: s, type: docker, enable: true, docker-image-name: x}\n",
-            "action type docker is not supported yet",
+            "actions:\n- {name: s, type: docker, enable: true, docker-image-name: x, docker-pull: sometimes}\n",
+            "actions[s].docker-pull: \"sometimes\" is not one of always, missing, never",
         ),
         (
             "actions:\n- {name: o, type: opsgenie, enable: true, token: t, priority: urgent}\n",

@@ -8,6 +8,7 @@
 mod common;
 
 mod actions_awssecurityhub;
+mod actions_docker;
 mod actions_jira;
 mod actions_messaging;
 mod actions_ticketing;
