@@ -87,7 +87,7 @@ fn env_event_and_limits_reach_the_container_and_a_bind_mount_is_written() {
     docker-cmd:
       - sh
       - -c
-      - 'printf %s "$FOO" > /out/foo; printf %s "$POSTEE_EVENT" > /out/event; id -u > /out/uid; printf %s "$1" > /out/arg; { cat /sys/fs/cgroup/memory/memory.limit_in_bytes || cat /sys/fs/cgroup/memory.max; } > /out/mem 2>/dev/null; echo done > /out/done'
+      - 'printf %s "$FOO" > /out/foo; printf %s "$POSTEE_EVENT" > /out/event; id -u > /out/uid; printf %s "$1" > /out/arg; {{ cat /sys/fs/cgroup/memory/memory.limit_in_bytes || cat /sys/fs/cgroup/memory.max; }} > /out/mem 2>/dev/null; echo done > /out/done'
       - event.input.finding.id
       - event.input.finding.id
 "#,
