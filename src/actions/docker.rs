@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Action, ActionError, BuildContext, Check, Validated, is_sensitive_name};
+use super::{Action, BuildContext, Check, Validated, is_sensitive_name};
 use crate::config::{Fields, KeySpec, Kind};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +35,7 @@ pub const MAX_OUTPUT: usize = super::exec::MAX_OUTPUT;
 /// The local engine when neither `docker-host` nor `DOCKER_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Longest single environment string Linux passes to a process (MAX_ARG_STRLEN).
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 const MAX_ENV_ENTRY: usize = 128 * 1024 - 1;
 /// Time limit of a pull (the `timeout` key bounds the container's run only).
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -145,10 +146,15 @@ pub fn validate(f: &Fields) -> Validated<DockerConfig> {
     let mut c = Check::default();
     let image = match f.non_empty("docker-image-name") {
         None => {
-            c.error("docker-image-name", "docker action requires docker-image-name");
+            c.error(
+                "docker-image-name",
+                "docker action requires docker-image-name",
+            );
             None
         }
-        Some(i) if i.chars().any(|ch| ch.is_whitespace() || ch.is_control()) || i.contains("//") => {
+        Some(i)
+            if i.chars().any(|ch| ch.is_whitespace() || ch.is_control()) || i.contains("//") =>
+        {
             c.error(
                 "docker-image-name",
                 format!("{i:?} is not an image reference"),
@@ -167,7 +173,10 @@ pub fn validate(f: &Fields) -> Validated<DockerConfig> {
             }
             Some(("POSTEE_EVENT", _)) => c.error(
                 "docker-env",
-                format!("entry {} sets POSTEE_EVENT, which postee sets to the event", i + 1),
+                format!(
+                    "entry {} sets POSTEE_EVENT, which postee sets to the event",
+                    i + 1
+                ),
             ),
             // The entry may hold a secret with a typo in place of `=`: not shown.
             _ => c.error(
@@ -189,7 +198,10 @@ pub fn validate(f: &Fields) -> Validated<DockerConfig> {
                 format!("{host} → {target}: both paths must be absolute"),
             );
         } else if target == "/" {
-            c.error("docker-volume-mounts", format!("{host} → /: cannot mount over /"));
+            c.error(
+                "docker-volume-mounts",
+                format!("{host} → /: cannot mount over /"),
+            );
         } else if !Path::new(host).exists() {
             c.warn(
                 "docker-volume-mounts",
@@ -197,7 +209,11 @@ pub fn validate(f: &Fields) -> Validated<DockerConfig> {
             );
         }
     }
-    let pull = match f.non_empty("docker-pull").map(str::to_ascii_lowercase).as_deref() {
+    let pull = match f
+        .non_empty("docker-pull")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("missing") => Pull::Missing,
         Some("always") => Pull::Always,
         Some("never") => Pull::Never,
@@ -210,20 +226,24 @@ pub fn validate(f: &Fields) -> Validated<DockerConfig> {
         }
     };
     let user = f.non_empty("docker-user").map(str::to_string);
-    let memory = f.non_empty("docker-memory").and_then(|m| match parse_memory(m) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            c.error("docker-memory", e);
-            None
-        }
-    });
-    let nano_cpus = f.non_empty("docker-cpus").and_then(|m| match parse_cpus(m) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            c.error("docker-cpus", e);
-            None
-        }
-    });
+    let memory = f
+        .non_empty("docker-memory")
+        .and_then(|m| match parse_memory(m) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                c.error("docker-memory", e);
+                None
+            }
+        });
+    let nano_cpus = f
+        .non_empty("docker-cpus")
+        .and_then(|m| match parse_cpus(m) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                c.error("docker-cpus", e);
+                None
+            }
+        });
     let host = f.non_empty("docker-host").map(str::to_string);
     if let Some(h) = &host
         && let Err(e) = check_host(h)
@@ -272,7 +292,9 @@ fn check_host(h: &str) -> Result<(), String> {
 /// `mib` and the like accepted), at least 6 MiB (the engine's minimum).
 pub fn parse_memory(s: &str) -> Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let mult: f64 = match unit.trim() {
         "" | "b" => 1.0,
@@ -295,7 +317,9 @@ pub fn parse_memory(s: &str) -> Result<i64, String> {
 pub fn parse_cpus(s: &str) -> Result<i64, String> {
     match s.trim().parse::<f64>() {
         Ok(n) if n > 0.0 && n <= 1024.0 => Ok((n * 1e9).round() as i64),
-        _ => Err(format!("{s:?}: expected a positive number of CPUs, e.g. 0.5")),
+        _ => Err(format!(
+            "{s:?}: expected a positive number of CPUs, e.g. 0.5"
+        )),
     }
 }
 
@@ -314,8 +338,9 @@ pub fn resolve_event_input(entry: &str, description: &str) -> Result<String, Str
     let Some(path) = rest.strip_prefix('.') else {
         return Ok(entry.to_string());
     };
-    let doc: Value = serde_json::from_str(description)
-        .map_err(|_| format!("{entry}: the description is not JSON, so the path resolves to nothing"))?;
+    let doc: Value = serde_json::from_str(description).map_err(|_| {
+        format!("{entry}: the description is not JSON, so the path resolves to nothing")
+    })?;
     let mut cur = &doc;
     for part in split_path(path) {
         let next = match cur {
@@ -333,21 +358,17 @@ pub fn resolve_event_input(entry: &str, description: &str) -> Result<String, Str
 }
 
 fn split_path(path: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut cur = String::new();
     let mut chars = path.chars();
     while let Some(ch) = chars.next() {
         match ch {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    parts.last_mut().map(|p| p.push(n));
-                }
-            }
-            '.' => parts.push(String::new()),
-            c => {
-                parts.last_mut().map(|p| p.push(c));
-            }
+            '\\' => cur.extend(chars.next()),
+            '.' => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
         }
     }
+    parts.push(cur);
     parts
 }
 
@@ -368,6 +389,7 @@ pub fn container_name(action: &str, id: &str) -> String {
 }
 
 /// A random id in the form of a UUID v4 (as Postee's).
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 fn random_id() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -398,11 +420,7 @@ pub fn split_reference(image: &str) -> (String, Option<String>) {
     }
 }
 
-pub fn build(
-    name: &str,
-    cfg: DockerConfig,
-    _: &BuildContext,
-) -> Result<Arc<dyn Action>, String> {
+pub fn build(name: &str, cfg: DockerConfig, _: &BuildContext) -> Result<Arc<dyn Action>, String> {
     #[cfg(feature = "docker")]
     {
         let host = cfg
@@ -497,12 +515,14 @@ fn resolve_cmd(cfg: &DockerConfig, description: &str) -> Result<Option<Vec<Strin
 }
 
 /// Keeps the last [`MAX_OUTPUT`] bytes written to it.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 #[derive(Default)]
 struct Tail {
     buf: Vec<u8>,
     dropped: bool,
 }
 
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 impl Tail {
     fn push(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
@@ -526,6 +546,7 @@ impl Tail {
 #[cfg(feature = "docker")]
 mod engine {
     use super::*;
+    use crate::actions::ActionError;
     use async_trait::async_trait;
     use bollard::Docker;
     use bollard::container::LogOutput;
@@ -699,7 +720,10 @@ mod engine {
                     }
                 }
             };
-            if tokio::time::timeout(Duration::from_secs(30), work).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(30), work)
+                .await
+                .is_err()
+            {
                 tail.push(b"\n[logs cut: reading them took over 30s]");
             }
             tail.text()
@@ -759,7 +783,11 @@ mod engine {
                 Err(BError::DockerResponseServerError {
                     status_code: 404, ..
                 }) => Ok(()),
-                Err(e) => Err(classify(&self.host, &format!("remove of container {name}"), e)),
+                Err(e) => Err(classify(
+                    &self.host,
+                    &format!("remove of container {name}"),
+                    e,
+                )),
             }
         }
     }
@@ -785,7 +813,14 @@ mod engine {
                     description.len()
                 )));
             }
-            let body = create_body(&self.name, &self.cfg, &msg.event_id, cmd, description, false);
+            let body = create_body(
+                &self.name,
+                &self.cfg,
+                &msg.event_id,
+                cmd,
+                description,
+                false,
+            );
             let body: ContainerCreateBody = serde_json::from_value(body).map_err(|e| {
                 ActionError::permanent(format!("docker container body cannot be built: {e}"))
             })?;
@@ -826,7 +861,8 @@ mod engine {
 pub fn preview(action: &str, host: &str, cfg: &DockerConfig, msg: &super::Message) -> Value {
     let description = &msg.content.description;
     let name = container_name(action, "<id>");
-    let mut calls = vec![json!({"method": "GET", "path": "/version", "why": "negotiate the API version"})];
+    let mut calls =
+        vec![json!({"method": "GET", "path": "/version", "why": "negotiate the API version"})];
     let (from, tag) = split_reference(&cfg.image);
     let pull_path = match &tag {
         Some(t) => format!("/images/create?fromImage={from}&tag={t}"),
@@ -855,7 +891,8 @@ pub fn preview(action: &str, host: &str, cfg: &DockerConfig, msg: &super::Messag
     calls.push(json!({"method": "POST", "path": format!("/containers/{name}/start")}));
     calls.push(json!({"method": "POST", "path": format!("/containers/{name}/wait?condition=not-running"), "timeout": format!("{:?}", cfg.timeout)}));
     calls.push(json!({"method": "GET", "path": format!("/containers/{name}/logs?stdout=true&stderr=true")}));
-    calls.push(json!({"method": "DELETE", "path": format!("/containers/{name}?force=true&v=true")}));
+    calls
+        .push(json!({"method": "DELETE", "path": format!("/containers/{name}?force=true&v=true")}));
     json!({"engine": host, "calls": calls})
 }
 
@@ -882,7 +919,10 @@ mod tests {
         mounts.insert("/tmp".to_string(), "/out".to_string());
         let cfg = validate(&fields(&[
             ("docker-image-name", s("127.0.0.1:5000/busybox:1")),
-            ("docker-cmd", FieldValue::List(vec!["sh".into(), "-c".into(), "x".into()])),
+            (
+                "docker-cmd",
+                FieldValue::List(vec!["sh".into(), "-c".into(), "x".into()]),
+            ),
             ("docker-env", FieldValue::List(vec!["A=1=2".into()])),
             ("docker-network", s("none")),
             ("docker-volume-mounts", FieldValue::Map(mounts.clone())),
@@ -933,9 +973,34 @@ mod tests {
         assert!(!format!("{errs:?}").contains("s3cr3t"));
         let v = validate(&fields(&[
             ("docker-image-name", s("i:1")),
-            ("docker-env", FieldValue::List(vec!["POSTEE_EVENT=x".into()])),
+            (
+                "docker-env",
+                FieldValue::List(vec!["POSTEE_EVENT=x".into()]),
+            ),
         ]));
         assert!(v.config.unwrap_err()[0].message.contains("POSTEE_EVENT"));
+    }
+
+    /// A slim build (`--no-default-features`) still knows the type; enabling it is an error.
+    #[test]
+    fn build_needs_the_docker_feature() {
+        let cfg = validate(&fields(&[("docker-image-name", s("i:1"))]))
+            .config
+            .unwrap();
+        crate::install_crypto_provider();
+        let ctx = BuildContext {
+            http: reqwest::Client::new(),
+            aqua_server: String::new(),
+        };
+        let built = build("d", cfg, &ctx);
+        if cfg!(feature = "docker") {
+            assert!(built.is_ok());
+        } else {
+            assert_eq!(
+                built.err().unwrap(),
+                "built without the docker feature: this postee cannot run docker actions"
+            );
+        }
     }
 
     #[test]
@@ -954,22 +1019,38 @@ mod tests {
     fn event_input_entries_resolve_from_the_description() {
         let d = r#"{"a":{"b.c":"x","n":3,"arr":["p","q"],"o":{"k":1},"z":null}}"#;
         assert_eq!(resolve_event_input("literal", d).unwrap(), "literal");
-        assert_eq!(resolve_event_input("event.inputs", d).unwrap(), "event.inputs");
+        assert_eq!(
+            resolve_event_input("event.inputs", d).unwrap(),
+            "event.inputs"
+        );
         assert_eq!(resolve_event_input("event.input", d).unwrap(), d);
         assert_eq!(resolve_event_input(r"event.input.a.b\.c", d).unwrap(), "x");
         assert_eq!(resolve_event_input("event.input.a.n", d).unwrap(), "3");
         assert_eq!(resolve_event_input("event.input.a.arr.1", d).unwrap(), "q");
-        assert_eq!(resolve_event_input("event.input.a.o", d).unwrap(), r#"{"k":1}"#);
-        for missing in ["event.input.a.nope", "event.input.a.z", "event.input.a.arr.7"] {
+        assert_eq!(
+            resolve_event_input("event.input.a.o", d).unwrap(),
+            r#"{"k":1}"#
+        );
+        for missing in [
+            "event.input.a.nope",
+            "event.input.a.z",
+            "event.input.a.arr.7",
+        ] {
             assert!(resolve_event_input(missing, d).is_err(), "{missing}");
         }
         assert!(resolve_event_input("event.input.a", "plain text").is_err());
-        assert_eq!(resolve_event_input("event.input", "plain text").unwrap(), "plain text");
+        assert_eq!(
+            resolve_event_input("event.input", "plain text").unwrap(),
+            "plain text"
+        );
     }
 
     #[test]
     fn names_and_references() {
-        assert_eq!(container_name("Tracee forensics/1", "id"), "postee-Tracee-forensics-1-id");
+        assert_eq!(
+            container_name("Tracee forensics/1", "id"),
+            "postee-Tracee-forensics-1-id"
+        );
         let id = random_id();
         assert_eq!(id.len(), 36);
         assert_ne!(id, random_id());
@@ -983,7 +1064,10 @@ mod tests {
             split_reference("127.0.0.1:5000/busybox"),
             ("127.0.0.1:5000/busybox".into(), Some("latest".into()))
         );
-        assert_eq!(split_reference("r/x@sha256:ab"), ("r/x@sha256:ab".into(), None));
+        assert_eq!(
+            split_reference("r/x@sha256:ab"),
+            ("r/x@sha256:ab".into(), None)
+        );
     }
 
     #[test]
@@ -1000,8 +1084,14 @@ mod tests {
     fn preview_lists_the_calls_with_credentials_hidden() {
         let cfg = validate(&fields(&[
             ("docker-image-name", s("127.0.0.1:5000/busybox:1")),
-            ("docker-cmd", FieldValue::List(vec!["echo".into(), "event.input.id".into()])),
-            ("docker-env", FieldValue::List(vec!["API_TOKEN=tok-1".into(), "OUT=/o".into()])),
+            (
+                "docker-cmd",
+                FieldValue::List(vec!["echo".into(), "event.input.id".into()]),
+            ),
+            (
+                "docker-env",
+                FieldValue::List(vec!["API_TOKEN=tok-1".into(), "OUT=/o".into()]),
+            ),
             ("docker-event-quoted", FieldValue::Bool(true)),
         ]))
         .config
@@ -1021,14 +1111,24 @@ mod tests {
         let paths: Vec<&str> = calls.iter().map(|c| c["path"].as_str().unwrap()).collect();
         assert_eq!(paths[0], "/version");
         assert_eq!(paths[1], "/images/127.0.0.1:5000/busybox:1/json");
-        assert_eq!(paths[2], "/images/create?fromImage=127.0.0.1:5000/busybox&tag=1");
+        assert_eq!(
+            paths[2],
+            "/images/create?fromImage=127.0.0.1:5000/busybox&tag=1"
+        );
         assert_eq!(paths[3], "/containers/create?name=postee-act-<id>");
-        assert_eq!(paths.last().unwrap(), &"/containers/postee-act-<id>?force=true&v=true");
+        assert_eq!(
+            paths.last().unwrap(),
+            &"/containers/postee-act-<id>?force=true&v=true"
+        );
         let body = &calls[3]["body"];
         assert_eq!(body["Cmd"], json!(["echo", "F-1"]));
         assert_eq!(
             body["Env"],
-            json!(["API_TOKEN=<hidden>", "OUT=/o", r#"POSTEE_EVENT="{"id":"F-1"}""#])
+            json!([
+                "API_TOKEN=<hidden>",
+                "OUT=/o",
+                r#"POSTEE_EVENT="{"id":"F-1"}""#
+            ])
         );
         assert_eq!(body["Labels"]["io.postee.event"], "e1");
     }

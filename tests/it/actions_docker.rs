@@ -199,7 +199,9 @@ fn exit_3_is_a_permanent_failure_with_the_log_tail_and_the_container_is_removed(
     );
     assert_eq!(dead[0]["delivery"]["attempts"], 1, "permanent: not retried");
     let ev = wait_done(&p, &id);
-    let last = ev["routes"][0]["actions"][0]["last_error"].as_str().unwrap();
+    let last = ev["routes"][0]["actions"][0]["last_error"]
+        .as_str()
+        .unwrap();
     assert!(last.contains("exited with status 3"), "{ev}");
     assert!(
         p.stderr()
@@ -299,10 +301,16 @@ fn docker_pull_always_missing_and_never() {
     };
     // missing, image present: no pull, the local v1 runs.
     post("missing", "m1");
-    assert_eq!(std::fs::read_to_string(out.path().join("m1")).unwrap(), "v1");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("m1")).unwrap(),
+        "v1"
+    );
     // always: pulls v2 from the registry first.
     post("always", "a1");
-    assert_eq!(std::fs::read_to_string(out.path().join("a1")).unwrap(), "v2");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("a1")).unwrap(),
+        "v2"
+    );
     // never, image absent: a permanent failure, nothing pulled.
     engine.remove_image(&engine.image);
     post("never", "n1");
@@ -317,7 +325,10 @@ fn docker_pull_always_missing_and_never() {
     assert!(!out.path().join("n1").exists());
     // missing, image absent: pulled (the pull stream read to its end), then run.
     post("missing", "m2");
-    assert_eq!(std::fs::read_to_string(out.path().join("m2")).unwrap(), "v2");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("m2")).unwrap(),
+        "v2"
+    );
     assert!(engine.has_image(&engine.image));
     assert!(engine.containers().is_empty());
 }
@@ -359,7 +370,10 @@ fn an_image_the_registry_does_not_have_is_permanent_and_an_unreachable_registry_
         .find(|d| d["delivery"]["action"] == "unreachable")
         .unwrap_or_else(|| panic!("{dead:?}"));
     assert_eq!(d["delivery"]["attempts"], 2, "transient: retried: {d}");
-    assert!(d["error"].as_str().unwrap().contains("docker pull of"), "{d}");
+    assert!(
+        d["error"].as_str().unwrap().contains("docker pull of"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -421,7 +435,9 @@ fn an_event_input_path_that_resolves_to_nothing_is_permanent_and_runs_nothing() 
     let dead = dead_letters(&p, 1);
     let err = dead[0]["error"].as_str().unwrap();
     assert!(
-        err.contains("docker-cmd cannot be resolved: event.input.no.such.path: the event has no such value"),
+        err.contains(
+            "docker-cmd cannot be resolved: event.input.no.such.path: the event has no such value"
+        ),
         "{err}"
     );
     assert_eq!(dead[0]["delivery"]["attempts"], 1);
@@ -547,9 +563,18 @@ fn story_tracee_finding_collects_forensics_into_the_mounted_folder() {
     let ev = wait_done(&p, &id);
     assert_eq!(ev["routes"][0]["actions"][0]["status"], "delivered", "{ev}");
     let dir = folder.path().join("TRC-2-4128");
-    let summary = std::fs::read_to_string(dir.join("summary.txt"))
-        .unwrap_or_else(|e| panic!("{e}: {:?}", std::fs::read_dir(folder.path()).unwrap().collect::<Vec<_>>()));
-    assert!(summary.contains("signature: TRC-2 Anti-Debugging"), "{summary}");
+    let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}",
+            std::fs::read_dir(folder.path())
+                .unwrap()
+                .collect::<Vec<_>>()
+        )
+    });
+    assert!(
+        summary.contains("signature: TRC-2 Anti-Debugging"),
+        "{summary}"
+    );
     assert!(summary.contains("process: strace (pid 4128)"), "{summary}");
     assert!(summary.contains("host: ip-10-0-0-1"), "{summary}");
     let finding: Value =
