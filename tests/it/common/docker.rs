@@ -426,6 +426,9 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop();
+        // dockerd can leave mounts under its exec root (`exec/netns/default`, an nsfs bind
+        // mount) after it stops; the temp dir could not be removed with them in place.
+        unmount_under(self.dir.path());
         if let Some(mut r) = self.registry.take() {
             signal(r.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -434,6 +437,29 @@ impl Drop for Engine {
             }
             let _ = r.kill();
             let _ = r.wait();
+        }
+    }
+}
+
+/// Detaches every mount point below `dir` (deepest first), as read from /proc/self/mountinfo.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p) else {
+            continue;
+        };
+        // SAFETY: umount2 reads a NUL-terminated path we own for the duration of the call.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
         }
     }
 }
