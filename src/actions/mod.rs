@@ -8,6 +8,7 @@ pub mod email;
 pub mod exec;
 pub mod http;
 pub mod jira;
+pub mod kubernetes;
 pub mod nexusiq;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -252,7 +253,12 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, awssecurityhub::validate, awssecurityhub::build)),
         concurrency: HTTP_CONCURRENCY,
     },
-    ActionType::not_yet("kubernetes", pending::KUBERNETES),
+    ActionType {
+        name: "kubernetes",
+        keys: kubernetes::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, kubernetes::validate, kubernetes::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType::not_yet("docker", pending::DOCKER),
 ];
 
@@ -904,10 +910,11 @@ mod tests {
             "nexusiq",
             "jira",
             "awssecurityhub",
+            "kubernetes",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        for t in ["kubernetes", "docker"] {
+        for t in ["docker"] {
             assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         }
         assert_eq!(schema().type_names(), names);

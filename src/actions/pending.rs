@@ -6,13 +6,6 @@
 
 use crate::config::{KeySpec, Kind};
 
-pub const KUBERNETES: &[KeySpec] = &[
-    KeySpec::known("kube-namespace", Kind::Str),
-    KeySpec::known("kube-config-file", Kind::Str),
-    KeySpec::known("kube-label-selector", Kind::Str),
-    KeySpec::known("kube-actions", Kind::KubeActions),
-];
-
 pub const DOCKER: &[KeySpec] = &[
     KeySpec::known("docker-image-name", Kind::Str),
     KeySpec::known("docker-cmd", Kind::StrList),
