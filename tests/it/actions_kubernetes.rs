@@ -25,6 +25,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -61,6 +62,8 @@ struct Shared(Arc<Mutex<FakeState>>);
 
 pub struct FakeApi {
     pub port: u16,
+    /// The CA that signed the server's certificate (kubectl sends a bearer token over TLS only).
+    ca_pem: String,
     state: Shared,
     _thread: std::thread::JoinHandle<()>,
 }
@@ -293,9 +296,16 @@ fn discovery(path: &str, port: u16) -> Option<Value> {
         "/version" => json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}),
         "/api" => json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}]}),
-        "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": ["apps", "batch"].iter().map(|g| json!({
-            "name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
-            "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}})).collect::<Vec<_>>()}),
+        "/apis" => {
+            let groups: Vec<Value> = ["apps", "batch"]
+                .iter()
+                .map(|g| {
+                    json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
+                           "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}})
+                })
+                .collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
         "/api/v1" => resources(""),
         "/apis/apps/v1" => resources("apps"),
         "/apis/batch/v1" => resources("batch"),
@@ -351,7 +361,9 @@ async fn handle(
         body: body_json.clone(),
     });
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {TOKEN}")) {
+    // `/version` is public (the `system:public-info-viewer` role); kubectl's dispatcher asks
+    // it without credentials.
+    if auth != Some(&format!("Bearer {TOKEN}")) && path != "/version" {
         return status(401, "Unauthorized", "Unauthorized".into(), json!({}));
     }
     if method == Method::GET
@@ -560,19 +572,35 @@ fn delete_dependents(s: &mut FakeState, uid: &Value, policy: &str) {
 
 impl FakeApi {
     pub fn start() -> FakeApi {
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let port = std_listener.local_addr().unwrap().port();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (ca_pem, cert_pem, key_pem) = test_ca_and_server_cert();
         let state = Shared::default();
         let st = (state.clone(), port);
         let thread = std::thread::spawn(move || {
             block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                postee::install_crypto_provider();
                 let app = axum::Router::new().fallback(handle).with_state(st);
-                axum::serve(listener, app).await.unwrap();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                    cert_pem.into_bytes(),
+                    key_pem.into_bytes(),
+                )
+                .await
+                .unwrap();
+                axum_server::from_tcp_rustls(listener, config)
+                    .unwrap()
+                    .serve(app.into_make_service())
+                    .await
+                    .unwrap();
             })
         });
-        FakeApi { port, state, _thread: thread }
+        FakeApi {
+            port,
+            ca_pem,
+            state,
+            _thread: thread,
+        }
     }
 
     /// Stores an object (kind and apiVersion from its resource), giving it a uid, a
@@ -664,10 +692,11 @@ impl FakeApi {
         std::fs::write(
             &p,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\n\
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\n\
                  users:\n- name: sa\n  user:\n    token: {TOKEN}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: sa\n    namespace: default\n\
                  current-context: fake\n",
-                self.port
+                self.port,
+                base64::engine::general_purpose::STANDARD.encode(&self.ca_pem),
             ),
         )
         .unwrap();
@@ -677,6 +706,29 @@ impl FakeApi {
 
 fn kubectl_bin() -> &'static str {
     if Path::new("/usr/bin/kubectl").exists() { "/usr/bin/kubectl" } else { "kubectl" }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (ca, cert, key).
+fn test_ca_and_server_cert() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fake kube-apiserver CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// The real kubectl against a fake, with its own kubeconfig and cache.
