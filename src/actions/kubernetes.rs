@@ -26,7 +26,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::{Action, ActionError, BuildContext, Check, Message, Validated};
-use crate::config::{Fields, KeySpec, KubeActions, Kind};
+use crate::config::{Fields, KeySpec, Kind, KubeActions};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The field manager named in every write (shows in `managedFields`).
@@ -255,7 +255,9 @@ pub fn is_qualified_name(s: &str) -> bool {
 
 pub fn validate(f: &Fields) -> Validated<KubernetesConfig> {
     let mut c = Check::default();
-    let target_kind = f.non_empty("kube-target").map(|s| s.trim().to_ascii_lowercase());
+    let target_kind = f
+        .non_empty("kube-target")
+        .map(|s| s.trim().to_ascii_lowercase());
     let from_event = match target_kind.as_deref() {
         None | Some("selector") => false,
         Some("from-event") => true,
@@ -364,7 +366,10 @@ pub fn validate(f: &Fields) -> Validated<KubernetesConfig> {
         );
     }
     if actions.scale_to_zero && actions.delete {
-        c.error("kube-actions", "scale-to-zero and delete exclude each other");
+        c.error(
+            "kube-actions",
+            "scale-to-zero and delete exclude each other",
+        );
     }
     if from_event && selector.is_some() {
         c.error(
@@ -522,10 +527,7 @@ impl KubernetesConfig {
         };
         let mut labels = serde_json::Map::new();
         for (k, v) in &self.actions.labels {
-            labels.insert(
-                k.clone(),
-                value(v, &format!("label {k}"), true)?.into(),
-            );
+            labels.insert(k.clone(), value(v, &format!("label {k}"), true)?.into());
         }
         let mut annotations = serde_json::Map::new();
         for (k, v) in &self.actions.annotations {
@@ -769,7 +771,11 @@ impl Plan {
 }
 
 /// The RBAC rights a plan needs, as `(verb, resource)`.
-pub fn rbac_needs(kind: ResourceKind, actions: &KubeActions, from_event: bool) -> Vec<(&'static str, String)> {
+pub fn rbac_needs(
+    kind: ResourceKind,
+    actions: &KubeActions,
+    from_event: bool,
+) -> Vec<(&'static str, String)> {
     let mut v = Vec::new();
     if !from_event {
         v.push(("list", kind.plural().to_string()));
@@ -967,7 +973,9 @@ mod client {
                     .unwrap_or_default()
                     .into_iter()
                     .find(|o| o.controller == Some(true));
-                let Some(next) = owner.as_ref().and_then(|o| ResourceKind::from_kind(&o.kind))
+                let Some(next) = owner
+                    .as_ref()
+                    .and_then(|o| ResourceKind::from_kind(&o.kind))
                 else {
                     return Err(permanent(format!(
                         "{} {ns}/{name} (named by the event) is not controlled by a {}",
@@ -997,17 +1005,21 @@ mod client {
                     if !selector.is_empty() {
                         lp = lp.labels(selector);
                     }
-                    let list = self.api(client, namespace, kind).list(&lp).await.map_err(|e| {
-                        classify(
-                            e,
-                            &Op {
-                                verb: "list",
-                                resource: kind.plural().to_string(),
-                                namespace,
-                                name: None,
-                            },
-                        )
-                    })?;
+                    let list = self
+                        .api(client, namespace, kind)
+                        .list(&lp)
+                        .await
+                        .map_err(|e| {
+                            classify(
+                                e,
+                                &Op {
+                                    verb: "list",
+                                    resource: kind.plural().to_string(),
+                                    namespace,
+                                    name: None,
+                                },
+                            )
+                        })?;
                     let names: Vec<String> = list
                         .items
                         .into_iter()
@@ -1058,7 +1070,10 @@ mod client {
                         .patch_scale(name, &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
                         .await
                 {
-                    errors.push(classify(e, &op("patch", format!("{}/scale", kind.plural()))));
+                    errors.push(classify(
+                        e,
+                        &op("patch", format!("{}/scale", kind.plural())),
+                    ));
                     ok = false;
                 }
                 if ok && plan.delete {
@@ -1112,22 +1127,24 @@ mod client {
             match &self.cfg.config_file {
                 None => "in-cluster (KUBERNETES_SERVICE_HOST, service account token)".into(),
                 Some(path) => {
-                    let server = kube::config::Kubeconfig::read_from(path).ok().and_then(|kc| {
-                        let ctx_name = kc.current_context.clone()?;
-                        let ctx = kc
-                            .contexts
-                            .iter()
-                            .find(|c| c.name == ctx_name)?
-                            .context
-                            .clone()?;
-                        kc.clusters
-                            .iter()
-                            .find(|c| c.name == ctx.cluster)?
-                            .cluster
-                            .as_ref()?
-                            .server
-                            .clone()
-                    });
+                    let server = kube::config::Kubeconfig::read_from(path)
+                        .ok()
+                        .and_then(|kc| {
+                            let ctx_name = kc.current_context.clone()?;
+                            let ctx = kc
+                                .contexts
+                                .iter()
+                                .find(|c| c.name == ctx_name)?
+                                .context
+                                .clone()?;
+                            kc.clusters
+                                .iter()
+                                .find(|c| c.name == ctx.cluster)?
+                                .cluster
+                                .as_ref()?
+                                .server
+                                .clone()
+                        });
                     match server {
                         Some(s) => format!("{s} (from {path})"),
                         None => format!("the current context of {path}"),
@@ -1350,20 +1367,26 @@ mod tests {
         let v: Value = serde_json::from_str(report).unwrap();
         assert_eq!(
             from_event(Some(&v)).unwrap(),
-            ("default".into(), ResourceKind::ReplicaSets, "nginx-6d4cf56db6".into())
+            (
+                "default".into(),
+                ResourceKind::ReplicaSets,
+                "nginx-6d4cf56db6".into()
+            )
         );
         let mut no_labels = v.clone();
         no_labels["metadata"]["labels"] = json!({});
-        assert_eq!(
-            from_event(Some(&no_labels)).unwrap().2,
-            "nginx-6d4cf56db6"
-        );
+        assert_eq!(from_event(Some(&no_labels)).unwrap().2, "nginx-6d4cf56db6");
         let mut bad = v.clone();
         bad["metadata"]["labels"]["trivy-operator.resource.namespace"] = json!("../x");
         assert!(from_event(Some(&bad)).is_err());
         bad["metadata"]["labels"]["trivy-operator.resource.namespace"] = json!("default");
         bad["metadata"]["labels"]["trivy-operator.resource.kind"] = json!("Secret");
-        assert!(from_event(Some(&bad)).unwrap_err().to_string().contains("Secret"));
+        assert!(
+            from_event(Some(&bad))
+                .unwrap_err()
+                .to_string()
+                .contains("Secret")
+        );
         // kube-namespace limits the namespace an event may name.
         let cfg = validate(&fields(&[
             ("kube-namespace", s("prod")),
@@ -1374,7 +1397,12 @@ mod tests {
         ]))
         .config
         .unwrap();
-        assert!(cfg.plan(report).unwrap_err().to_string().contains("\"prod\""));
+        assert!(
+            cfg.plan(report)
+                .unwrap_err()
+                .to_string()
+                .contains("\"prod\"")
+        );
     }
 
     #[test]
@@ -1391,8 +1419,18 @@ mod tests {
             "/api/v1/namespaces/default/pods/{name}?dryRun=All&fieldManager=postee"
         );
         assert_eq!(
-            rbac_needs(ResourceKind::Deployments, &KubeActions { scale_to_zero: true, ..Default::default() }, false),
-            vec![("list", "deployments".to_string()), ("patch", "deployments/scale".to_string())]
+            rbac_needs(
+                ResourceKind::Deployments,
+                &KubeActions {
+                    scale_to_zero: true,
+                    ..Default::default()
+                },
+                false
+            ),
+            vec![
+                ("list", "deployments".to_string()),
+                ("patch", "deployments/scale".to_string())
+            ]
         );
     }
 
@@ -1410,7 +1448,10 @@ mod tests {
             }
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
             let resource = cells[0].split('`').nth(1).unwrap().to_string();
-            let verbs = cells[1].split(',').map(|v| v.trim().trim_matches('`').to_string()).collect();
+            let verbs = cells[1]
+                .split(',')
+                .map(|v| v.trim().trim_matches('`').to_string())
+                .collect();
             rules.push((resource, verbs));
         }
         let grants = |verb: &str, resource: &str| {
@@ -1424,15 +1465,24 @@ mod tests {
                 ..KubeActions::default()
             }];
             if kind.scalable() {
-                sets.push(KubeActions { scale_to_zero: true, ..KubeActions::default() });
+                sets.push(KubeActions {
+                    scale_to_zero: true,
+                    ..KubeActions::default()
+                });
             }
             if kind == ResourceKind::Pods {
-                sets.push(KubeActions { delete: true, ..KubeActions::default() });
+                sets.push(KubeActions {
+                    delete: true,
+                    ..KubeActions::default()
+                });
             }
             for acts in &sets {
                 for from_event in [false, true] {
                     for (verb, resource) in rbac_needs(kind, acts, from_event) {
-                        assert!(grants(verb, &resource), "docs/actions.md lacks {verb} on {resource}");
+                        assert!(
+                            grants(verb, &resource),
+                            "docs/actions.md lacks {verb} on {resource}"
+                        );
                     }
                 }
             }

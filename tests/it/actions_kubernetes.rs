@@ -76,13 +76,48 @@ struct Res {
 }
 
 const RESOURCES: &[Res] = &[
-    Res { plural: "pods", group: "", kind: "Pod", scalable: false },
-    Res { plural: "deployments", group: "apps", kind: "Deployment", scalable: true },
-    Res { plural: "statefulsets", group: "apps", kind: "StatefulSet", scalable: true },
-    Res { plural: "replicasets", group: "apps", kind: "ReplicaSet", scalable: true },
-    Res { plural: "daemonsets", group: "apps", kind: "DaemonSet", scalable: false },
-    Res { plural: "jobs", group: "batch", kind: "Job", scalable: false },
-    Res { plural: "cronjobs", group: "batch", kind: "CronJob", scalable: false },
+    Res {
+        plural: "pods",
+        group: "",
+        kind: "Pod",
+        scalable: false,
+    },
+    Res {
+        plural: "deployments",
+        group: "apps",
+        kind: "Deployment",
+        scalable: true,
+    },
+    Res {
+        plural: "statefulsets",
+        group: "apps",
+        kind: "StatefulSet",
+        scalable: true,
+    },
+    Res {
+        plural: "replicasets",
+        group: "apps",
+        kind: "ReplicaSet",
+        scalable: true,
+    },
+    Res {
+        plural: "daemonsets",
+        group: "apps",
+        kind: "DaemonSet",
+        scalable: false,
+    },
+    Res {
+        plural: "jobs",
+        group: "batch",
+        kind: "Job",
+        scalable: false,
+    },
+    Res {
+        plural: "cronjobs",
+        group: "batch",
+        kind: "CronJob",
+        scalable: false,
+    },
 ];
 
 fn res(plural: &str) -> Option<&'static Res> {
@@ -90,7 +125,11 @@ fn res(plural: &str) -> Option<&'static Res> {
 }
 
 fn api_version(group: &str) -> String {
-    if group.is_empty() { "v1".into() } else { format!("{group}/v1") }
+    if group.is_empty() {
+        "v1".into()
+    } else {
+        format!("{group}/v1")
+    }
 }
 
 fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
@@ -107,7 +146,12 @@ fn status(code: u16, reason: &str, message: String, details: Value) -> Response 
 }
 
 fn ok(v: Value) -> Response {
-    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// RFC 7386 JSON merge patch.
@@ -133,7 +177,9 @@ fn merge(target: &mut Value, patch: &Value) {
 fn label_value_ok(s: &str) -> bool {
     s.len() <= 63
         && (s.is_empty()
-            || (s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || (s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && s.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
@@ -144,7 +190,9 @@ fn key_ok(k: &str) -> bool {
         !p.is_empty()
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             })
     }) && !name.is_empty()
         && label_value_ok(name)
@@ -293,7 +341,9 @@ fn discovery(path: &str, port: u16) -> Option<Value> {
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version(group), "resources": list})
     };
     Some(match path {
-        "/version" => json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}),
+        "/version" => {
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"})
+        }
         "/api" => json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}]}),
         "/apis" => {
@@ -376,23 +426,56 @@ async fn handle(
     let rest = match segs.as_slice() {
         ["api", "v1", rest @ ..] => rest,
         ["apis", _, "v1", rest @ ..] => rest,
-        _ => return status(404, "NotFound", "the server could not find the requested resource".into(), json!({})),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+                json!({}),
+            );
+        }
     };
     let (ns, plural, name, sub) = match rest {
         ["namespaces", ns, plural] => (*ns, *plural, None, None),
         ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (*ns, *plural, Some(*name), Some(*sub)),
-        _ => return status(404, "NotFound", "the server could not find the requested resource".into(), json!({})),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+                json!({}),
+            );
+        }
     };
     let Some(r) = res(plural) else {
-        return status(404, "NotFound", "the server could not find the requested resource".into(), json!({}));
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            json!({}),
+        );
     };
-    let expected_prefix = if r.group.is_empty() { "api".to_string() } else { format!("apis/{}", r.group) };
+    let expected_prefix = if r.group.is_empty() {
+        "api".to_string()
+    } else {
+        format!("apis/{}", r.group)
+    };
     if !path.trim_start_matches('/').starts_with(&expected_prefix) {
-        return status(404, "NotFound", "the server could not find the requested resource".into(), json!({}));
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            json!({}),
+        );
     }
     if sub.is_some_and(|s| s != "scale" || !r.scalable) {
-        return status(404, "NotFound", "the server could not find the requested resource".into(), json!({}));
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            json!({}),
+        );
     }
     let q = query_map(&query);
     let verb = match (method.as_str(), name) {
@@ -401,13 +484,23 @@ async fn handle(
         ("PATCH", Some(_)) => "patch",
         ("PUT", Some(_)) => "update",
         ("DELETE", Some(_)) => "delete",
-        _ => return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource".into(), json!({})),
+        _ => {
+            return status(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource".into(),
+                json!({}),
+            );
+        }
     };
     let resource = match sub {
         Some(sub) => format!("{plural}/{sub}"),
         None => plural.to_string(),
     };
-    if s.forbidden.iter().any(|(v, res)| v == verb && *res == resource) {
+    if s.forbidden
+        .iter()
+        .any(|(v, res)| v == verb && *res == resource)
+    {
         let who = match name {
             Some(n) => format!("{plural} \"{n}\" is forbidden"),
             None => format!("{plural} is forbidden"),
@@ -422,17 +515,30 @@ async fn handle(
             json!({"name": name.unwrap_or(""), "kind": plural}),
         );
     }
-    let qualified = if r.group.is_empty() { plural.to_string() } else { format!("{plural}.{}", r.group) };
+    let qualified = if r.group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{}", r.group)
+    };
     let not_found = |name: &str| {
-        status(404, "NotFound", format!("{qualified} \"{name}\" not found"),
-            json!({"name": name, "group": r.group, "kind": plural}))
+        status(
+            404,
+            "NotFound",
+            format!("{qualified} \"{name}\" not found"),
+            json!({"name": name, "group": r.group, "kind": plural}),
+        )
     };
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All")
-        || body_json["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+        || body_json["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     let key = |n: &str| (plural.to_string(), ns.to_string(), n.to_string());
     match verb {
         "list" => {
-            let reqs = match q.get("labelSelector").map(|sel| parse_selector(sel.as_str())) {
+            let reqs = match q
+                .get("labelSelector")
+                .map(|sel| parse_selector(sel.as_str()))
+            {
                 None => Vec::new(),
                 Some(Ok(r)) => r,
                 Some(Err(e)) => return status(400, "BadRequest", e, json!({})),
@@ -450,8 +556,10 @@ async fn handle(
                     o
                 })
                 .collect();
-            ok(json!({"kind": format!("{}List", r.kind), "apiVersion": api_version(r.group),
-                "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}))
+            ok(
+                json!({"kind": format!("{}List", r.kind), "apiVersion": api_version(r.group),
+                "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+            )
         }
         "get" => {
             let name = name.unwrap();
@@ -468,12 +576,28 @@ async fn handle(
             };
             if s.conflicts > 0 {
                 s.conflicts -= 1;
-                return status(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"), json!({"name": name, "group": r.group, "kind": plural}));
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                    json!({"name": name, "group": r.group, "kind": plural}),
+                );
             }
             if verb == "delete" {
-                let policy = body_json["propagationPolicy"].as_str().unwrap_or("Background");
+                let policy = body_json["propagationPolicy"]
+                    .as_str()
+                    .unwrap_or("Background");
                 if !["Orphan", "Background", "Foreground"].contains(&policy) {
-                    return status(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\""), json!({}));
+                    return status(
+                        422,
+                        "Invalid",
+                        format!(
+                            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\""
+                        ),
+                        json!({}),
+                    );
                 }
                 if !dry_run {
                     s.objects.remove(&key(name));
@@ -483,31 +607,72 @@ async fn handle(
                 }
                 return ok(current);
             }
-            let mut view = if sub.is_some() { scale_of(&current) } else { current.clone() };
+            let mut view = if sub.is_some() {
+                scale_of(&current)
+            } else {
+                current.clone()
+            };
             if verb == "patch" {
                 let ct = content_type.split(';').next().unwrap_or("").trim();
-                if ct != "application/merge-patch+json" && ct != "application/strategic-merge-patch+json" {
-                    return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"), json!({}));
+                if ct != "application/merge-patch+json"
+                    && ct != "application/strategic-merge-patch+json"
+                {
+                    return status(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+                        ),
+                        json!({}),
+                    );
                 }
                 if !body_json.is_object() {
-                    return status(400, "BadRequest", "the patch is not a JSON object".into(), json!({}));
+                    return status(
+                        400,
+                        "BadRequest",
+                        "the patch is not a JSON object".into(),
+                        json!({}),
+                    );
                 }
                 merge(&mut view, &body_json);
             } else {
-                if body_json["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-                    return status(409, "Conflict", format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"), json!({"name": name, "kind": plural}));
+                if body_json["metadata"]["resourceVersion"]
+                    != current["metadata"]["resourceVersion"]
+                {
+                    return status(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                        json!({"name": name, "kind": plural}),
+                    );
                 }
                 view = body_json.clone();
             }
             if let Some(rv) = body_json["metadata"]["resourceVersion"].as_str()
                 && Some(rv) != current["metadata"]["resourceVersion"].as_str()
             {
-                return status(409, "Conflict", format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"), json!({"name": name, "kind": plural}));
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                    json!({"name": name, "kind": plural}),
+                );
             }
             let mut updated = current.clone();
             if sub.is_some() {
                 let Some(n) = view["spec"]["replicas"].as_i64().filter(|n| *n >= 0) else {
-                    return status(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: must be greater than or equal to 0"), json!({}));
+                    return status(
+                        422,
+                        "Invalid",
+                        format!(
+                            "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: must be greater than or equal to 0"
+                        ),
+                        json!({}),
+                    );
                 };
                 updated["spec"]["replicas"] = json!(n);
             } else {
@@ -519,9 +684,18 @@ async fn handle(
                 for map in ["labels", "annotations"] {
                     if let Some(m) = updated["metadata"][map].as_object() {
                         for (k, v) in m {
-                            let bad_value = map == "labels" && !v.as_str().is_some_and(label_value_ok);
+                            let bad_value =
+                                map == "labels" && !v.as_str().is_some_and(label_value_ok);
                             if !key_ok(k) || bad_value || !v.is_string() {
-                                return status(422, "Invalid", format!("{} \"{name}\" is invalid: metadata.{map}: Invalid value: {v}", r.kind), json!({"name": name, "kind": r.kind}));
+                                return status(
+                                    422,
+                                    "Invalid",
+                                    format!(
+                                        "{} \"{name}\" is invalid: metadata.{map}: Invalid value: {v}",
+                                        r.kind
+                                    ),
+                                    json!({"name": name, "kind": r.kind}),
+                                );
                             }
                         }
                     }
@@ -535,7 +709,11 @@ async fn handle(
                 updated["metadata"]["resourceVersion"] = json!(s.rv.to_string());
                 s.objects.insert(key(name), updated.clone());
             }
-            if sub.is_some() { ok(scale_of(&updated)) } else { ok(updated) }
+            if sub.is_some() {
+                ok(scale_of(&updated))
+            } else {
+                ok(updated)
+            }
         }
         _ => unreachable!(),
     }
@@ -645,7 +823,10 @@ impl FakeApi {
             .iter()
             .map(|((p, n, name), o)| {
                 let mut o = o.clone();
-                o["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+                o["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("resourceVersion");
                 o["metadata"].as_object_mut().unwrap().remove("generation");
                 (format!("{p}/{n}/{name}"), o)
             })
@@ -705,7 +886,11 @@ impl FakeApi {
 }
 
 fn kubectl_bin() -> &'static str {
-    if Path::new("/usr/bin/kubectl").exists() { "/usr/bin/kubectl" } else { "kubectl" }
+    if Path::new("/usr/bin/kubectl").exists() {
+        "/usr/bin/kubectl"
+    } else {
+        "kubectl"
+    }
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (ca, cert, key).
@@ -753,7 +938,9 @@ impl Kubectl {
             .args(args)
             .env("HOME", self.dir.path())
             .output()
-            .unwrap_or_else(|e| panic!("kubectl must be installed (scripts/test installs kubernetes-client): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("kubectl must be installed (scripts/test installs kubernetes-client): {e}")
+            });
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -793,7 +980,13 @@ fn seed_pods(api: &FakeApi) {
     api.add("pods", pod("web-1", json!({"app": "web", "tier": "fe"})));
     api.add("pods", pod("web-2", json!({"app": "web", "tier": "be"})));
     api.add("pods", pod("db-1", json!({"app": "db", "tier": "fe"})));
-    api.add("pods", pod("web-canary", json!({"app": "web", "tier": "fe", "canary": "true"})));
+    api.add(
+        "pods",
+        pod(
+            "web-canary",
+            json!({"app": "web", "tier": "fe", "canary": "true"}),
+        ),
+    );
     let mut other = pod("web-9", json!({"app": "web", "tier": "fe"}));
     other["metadata"]["namespace"] = json!("other");
     api.add("pods", other);
@@ -802,7 +995,10 @@ fn seed_pods(api: &FakeApi) {
 /// A deployment `nginx`, its ReplicaSet `nginx-6d4cf56db6` (as in the trivy-operator fixture)
 /// and a pod of it.
 fn seed_nginx(api: &FakeApi) {
-    let d = api.add("deployments", deployment("nginx", json!({"app": "nginx"}), 3));
+    let d = api.add(
+        "deployments",
+        deployment("nginx", json!({"app": "nginx"}), 3),
+    );
     let rs = api.add(
         "replicasets",
         json!({"metadata": {"name": "nginx-6d4cf56db6", "labels": {"app": "nginx"},
@@ -840,7 +1036,10 @@ fn dead_letters(p: &Postee, n: usize) -> Vec<Value> {
 }
 
 fn without_rv(mut v: Value) -> Value {
-    v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    v["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
     v["metadata"].as_object_mut().unwrap().remove("generation");
     v
 }
@@ -861,25 +1060,65 @@ fn the_fake_selects_as_kubectl_expects_with_set_based_selectors() {
         ("app=web,!canary", vec!["web-1", "web-2"]),
         ("canary", vec!["web-canary"]),
         ("app!=web", vec!["db-1"]),
-        ("tier in (fe, be),app in (web)", vec!["web-1", "web-2", "web-canary"]),
+        (
+            "tier in (fe, be),app in (web)",
+            vec!["web-1", "web-2", "web-canary"],
+        ),
     ] {
         assert_eq!(k.names("pods", sel), want, "{sel}");
     }
     // kubectl reaches the fake's list with the selector encoded as a real server gets it.
-    let lists: Vec<Req> = api.requests().into_iter().filter(|r| r.method == "GET").collect();
-    assert!(lists.iter().any(|r| query_map(&r.query).get("labelSelector").map(String::as_str) == Some("tier notin (fe),app")), "{lists:?}");
+    let lists: Vec<Req> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert!(
+        lists.iter().any(
+            |r| query_map(&r.query).get("labelSelector").map(String::as_str)
+                == Some("tier notin (fe),app")
+        ),
+        "{lists:?}"
+    );
     // 404 and 415 as Status objects: kubectl prints the server's message.
     let out = Command::new(kubectl_bin())
-        .arg("--kubeconfig").arg(&k.kubeconfig).arg("--cache-dir").arg(k.dir.path().join("cache"))
-        .args(["get", "pod", "nope"]).env("HOME", k.dir.path()).output().unwrap();
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(k.dir.path().join("cache"))
+        .args(["get", "pod", "nope"])
+        .env("HOME", k.dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"nope\" not found"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pods \"nope\" not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(kubectl_bin())
-        .arg("--kubeconfig").arg(&k.kubeconfig).arg("--cache-dir").arg(k.dir.path().join("cache"))
-        .args(["patch", "pod", "web-1", "--type", "json", "-p", r#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#])
-        .env("HOME", k.dir.path()).output().unwrap();
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(k.dir.path().join("cache"))
+        .args([
+            "patch",
+            "pod",
+            "web-1",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#,
+        ])
+        .env("HOME", k.dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown format"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -912,13 +1151,20 @@ fn labels_and_annotations_go_to_the_selected_pods_only_and_kubectl_agrees() {
     assert_eq!(reqs[0].method, "GET");
     assert_eq!(reqs[0].path, "/api/v1/namespaces/default/pods");
     assert_eq!(
-        query_map(&reqs[0].query).get("labelSelector").map(String::as_str),
+        query_map(&reqs[0].query)
+            .get("labelSelector")
+            .map(String::as_str),
         Some("app=web,tier in (fe),!canary")
     );
     assert_eq!(reqs[1].method, "PATCH");
     assert_eq!(reqs[1].path, "/api/v1/namespaces/default/pods/web-1");
     assert_eq!(reqs[1].content_type, "application/merge-patch+json");
-    assert_eq!(query_map(&reqs[1].query).get("fieldManager").map(String::as_str), Some("postee"));
+    assert_eq!(
+        query_map(&reqs[1].query)
+            .get("fieldManager")
+            .map(String::as_str),
+        Some("postee")
+    );
     assert_eq!(
         reqs[1].body,
         json!({"metadata": {"labels": {"postee.io/quarantine": "true", "severity": "CRITICAL"},
@@ -932,17 +1178,40 @@ fn labels_and_annotations_go_to_the_selected_pods_only_and_kubectl_agrees() {
         }
     }
     let web1 = api.object("pods", "default", "web-1").unwrap();
-    assert_eq!(web1["metadata"]["labels"]["app"], "web", "existing labels kept");
+    assert_eq!(
+        web1["metadata"]["labels"]["app"], "web",
+        "existing labels kept"
+    );
 
     // The same change made by kubectl on a twin of the starting state gives the same objects.
     let twin = FakeApi::start();
     seed_pods(&twin);
     let k = Kubectl::new(&twin);
     assert_eq!(k.names("pods", "app=web,tier in (fe),!canary"), ["web-1"]);
-    k.run(&["label", "pod", "web-1", "postee.io/quarantine=true", "severity=CRITICAL"]);
-    k.run(&["annotate", "pod", "web-1", "postee.io/reason=CVE-2022-1292 in openssl: upgrade to 1.1.1n"]);
-    let kubectl_patches: Vec<Req> = twin.requests().into_iter().filter(|r| r.method == "PATCH").collect();
-    assert!(kubectl_patches.iter().all(|r| r.content_type == "application/merge-patch+json"), "{kubectl_patches:?}");
+    k.run(&[
+        "label",
+        "pod",
+        "web-1",
+        "postee.io/quarantine=true",
+        "severity=CRITICAL",
+    ]);
+    k.run(&[
+        "annotate",
+        "pod",
+        "web-1",
+        "postee.io/reason=CVE-2022-1292 in openssl: upgrade to 1.1.1n",
+    ]);
+    let kubectl_patches: Vec<Req> = twin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(
+        kubectl_patches
+            .iter()
+            .all(|r| r.content_type == "application/merge-patch+json"),
+        "{kubectl_patches:?}"
+    );
     assert_eq!(twin.snapshot(), api.snapshot());
 }
 
@@ -962,13 +1231,28 @@ fn an_event_input_selector_that_resolves_to_nothing_is_refused() {
     assert_eq!(p.post("/", br#"{"severity":"CRITICAL"}"#).0, 200);
     assert_eq!(p.post("/", br#"{"app":"web,tier notin (x)"}"#).0, 200);
     let dlq = dead_letters(&p, 2);
-    let errors: Vec<String> = dlq.iter().map(|d| d["error"].as_str().unwrap_or_default().to_string()).collect();
-    assert!(errors.iter().any(|e| e.contains("event.input.app resolves to nothing")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("not a valid label value")), "{errors:?}");
+    let errors: Vec<String> = dlq
+        .iter()
+        .map(|d| d["error"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("event.input.app resolves to nothing")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("not a valid label value")),
+        "{errors:?}"
+    );
     for d in &dlq {
         assert_eq!(d["delivery"]["attempts"], 1, "permanent: not retried: {d}");
     }
-    assert!(api.requests().is_empty(), "no request at all: {:?}", api.requests());
+    assert!(
+        api.requests().is_empty(),
+        "no request at all: {:?}",
+        api.requests()
+    );
     assert_eq!(api.snapshot(), before);
     assert!(p.stderr().contains("resolves to nothing"), "{}", p.stderr());
 }
@@ -987,10 +1271,17 @@ fn from_event_labels_the_deployment_a_trivy_operator_report_names_and_kubectl_ag
          \x20     annotations:\n        postee.io/vulnerability-summary: event.input.report.summary\n",
         kc.display()
     )));
-    assert_eq!(p.post_fixture("/", "events/trivy-operator-vulnreport.json").0, 200);
+    assert_eq!(
+        p.post_fixture("/", "events/trivy-operator-vulnreport.json")
+            .0,
+        200
+    );
     p.wait_deliveries(1);
     let reqs = api.requests();
-    let shown: Vec<String> = reqs.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let shown: Vec<String> = reqs
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     assert_eq!(
         shown,
         [
@@ -1003,22 +1294,43 @@ fn from_event_labels_the_deployment_a_trivy_operator_report_names_and_kubectl_ag
     let summary = r#"{"criticalCount":2,"highCount":2,"lowCount":1,"mediumCount":1,"noneCount":0,"unknownCount":0}"#;
     let d = api.object("deployments", "default", "nginx").unwrap();
     assert_eq!(d["metadata"]["labels"]["postee.io/vulnerable"], "true");
-    assert_eq!(d["metadata"]["annotations"]["postee.io/vulnerability-summary"], summary);
-    let rs = api.object("replicasets", "default", "nginx-6d4cf56db6").unwrap();
-    assert!(rs["metadata"]["labels"].get("postee.io/vulnerable").is_none());
+    assert_eq!(
+        d["metadata"]["annotations"]["postee.io/vulnerability-summary"],
+        summary
+    );
+    let rs = api
+        .object("replicasets", "default", "nginx-6d4cf56db6")
+        .unwrap();
+    assert!(
+        rs["metadata"]["labels"]
+            .get("postee.io/vulnerable")
+            .is_none()
+    );
 
     let twin = FakeApi::start();
     seed_nginx(&twin);
     let k = Kubectl::new(&twin);
     k.run(&["label", "deployment", "nginx", "postee.io/vulnerable=true"]);
-    k.run(&["annotate", "deploy", "nginx", &format!("postee.io/vulnerability-summary={summary}")]);
+    k.run(&[
+        "annotate",
+        "deploy",
+        "nginx",
+        &format!("postee.io/vulnerability-summary={summary}"),
+    ]);
     assert_eq!(twin.snapshot(), api.snapshot());
 }
 
 #[test]
 fn scale_to_zero_after_a_dry_run_that_changes_nothing_and_kubectl_agrees() {
     let api = FakeApi::start();
-    api.add("deployments", deployment("web", json!({"app": "web", "postee.io/image-repo": "web"}), 3));
+    api.add(
+        "deployments",
+        deployment(
+            "web",
+            json!({"app": "web", "postee.io/image-repo": "web"}),
+            3,
+        ),
+    );
     api.add("deployments", deployment("api", json!({"app": "api"}), 2));
     let dir = tempfile::tempdir().unwrap();
     let kc = api.kubeconfig(dir.path());
@@ -1038,8 +1350,14 @@ fn scale_to_zero_after_a_dry_run_that_changes_nothing_and_kubectl_agrees() {
     let reqs = api.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[1].method, "PATCH");
-    assert_eq!(reqs[1].path, "/apis/apps/v1/namespaces/default/deployments/web/scale");
-    assert_eq!(query_map(&reqs[1].query).get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(
+        reqs[1].path,
+        "/apis/apps/v1/namespaces/default/deployments/web/scale"
+    );
+    assert_eq!(
+        query_map(&reqs[1].query).get("dryRun").map(String::as_str),
+        Some("All")
+    );
     assert_eq!(reqs[1].body, json!({"spec": {"replicas": 0}}));
     assert_eq!(api.snapshot(), before, "dry run changes nothing");
     assert_eq!(api.rv(), rv);
@@ -1052,19 +1370,41 @@ fn scale_to_zero_after_a_dry_run_that_changes_nothing_and_kubectl_agrees() {
     p.wait_deliveries(1);
     let web = api.object("deployments", "default", "web").unwrap();
     assert_eq!(web["spec"]["replicas"], 0);
-    assert_eq!(api.object("deployments", "default", "api").unwrap()["spec"]["replicas"], 2);
+    assert_eq!(
+        api.object("deployments", "default", "api").unwrap()["spec"]["replicas"],
+        2
+    );
     assert!(!api.requests()[1].query.contains("dryRun"));
 
     let twin = FakeApi::start();
-    twin.add("deployments", deployment("web", json!({"app": "web", "postee.io/image-repo": "web"}), 3));
+    twin.add(
+        "deployments",
+        deployment(
+            "web",
+            json!({"app": "web", "postee.io/image-repo": "web"}),
+            3,
+        ),
+    );
     twin.add("deployments", deployment("api", json!({"app": "api"}), 2));
     let k = Kubectl::new(&twin);
-    k.run(&["scale", "deployment", "-l", "postee.io/image-repo=web", "--replicas=0"]);
+    k.run(&[
+        "scale",
+        "deployment",
+        "-l",
+        "postee.io/image-repo=web",
+        "--replicas=0",
+    ]);
     assert_eq!(
         without_rv(twin.object("deployments", "default", "web").unwrap()),
         without_rv(api.object("deployments", "default", "web").unwrap())
     );
-    assert!(twin.requests().iter().any(|r| r.path.ends_with("/deployments/web/scale")), "{:?}", twin.requests());
+    assert!(
+        twin.requests()
+            .iter()
+            .any(|r| r.path.ends_with("/deployments/web/scale")),
+        "{:?}",
+        twin.requests()
+    );
 }
 
 #[test]
@@ -1080,7 +1420,11 @@ fn delete_sends_background_propagation_and_kubectl_agrees() {
     )));
     assert_eq!(p.post("/", b"{}").0, 200);
     p.wait_deliveries(1);
-    let deletes: Vec<Req> = api.requests().into_iter().filter(|r| r.method == "DELETE").collect();
+    let deletes: Vec<Req> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 2, "{deletes:?}");
     for d in &deletes {
         assert_eq!(d.body["propagationPolicy"], "Background", "{d:?}");
@@ -1089,7 +1433,11 @@ fn delete_sends_background_propagation_and_kubectl_agrees() {
     seed_pods(&twin);
     let k = Kubectl::new(&twin);
     k.run(&["delete", "pods", "-l", "app=web,tier=fe", "--wait=false"]);
-    let kd: Vec<Req> = twin.requests().into_iter().filter(|r| r.method == "DELETE").collect();
+    let kd: Vec<Req> = twin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
     assert_eq!(kd[0].body["propagationPolicy"], "Background", "{kd:?}");
     assert_eq!(twin.snapshot(), api.snapshot());
     assert!(api.object("pods", "default", "web-2").is_some());
@@ -1110,10 +1458,17 @@ fn a_409_is_retried_and_a_403_is_permanent_naming_the_missing_verb() {
     assert_eq!(p.post("/", b"{}").0, 200);
     wait_until(
         Duration::from_secs(30),
-        || api.object("pods", "default", "db-1").unwrap()["metadata"]["labels"]["postee.io/quarantine"] == "true",
+        || {
+            api.object("pods", "default", "db-1").unwrap()["metadata"]["labels"]["postee.io/quarantine"]
+                == "true"
+        },
         || format!("not labelled after the conflict; log:\n{}", p.stderr()),
     );
-    let patches = api.requests().into_iter().filter(|r| r.method == "PATCH").count();
+    let patches = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
     assert_eq!(patches, 2, "the 409 and the retry");
     assert!(p.stderr().contains("409"), "{}", p.stderr());
     assert!(p.api_get("/dlq").1.as_array().unwrap().is_empty());
@@ -1127,7 +1482,10 @@ fn a_409_is_retried_and_a_403_is_permanent_naming_the_missing_verb() {
         err.contains(r#"needs RBAC verb "patch" on resource "pods" in namespace "default""#),
         "{err}"
     );
-    assert!(err.contains("cannot patch resource"), "the server's text: {err}");
+    assert!(
+        err.contains("cannot patch resource"),
+        "the server's text: {err}"
+    );
     assert_eq!(dlq[0]["delivery"]["attempts"], 1);
     let id = dlq[0]["delivery"]["event_id"].as_str().unwrap();
     let (_, ev) = p.api_get(&format!("/events/{id}"));
@@ -1158,10 +1516,22 @@ fn render_shows_the_list_and_the_patches_and_check_reports_load_errors() {
     let input = dir.path().join("event.json");
     std::fs::write(&input, br#"{"app":"web"}"#).unwrap();
     let out = run(
-        &["render", "--cfgfile", cfg.to_str().unwrap(), "--route", "r", "--input", input.to_str().unwrap()],
+        &[
+            "render",
+            "--cfgfile",
+            cfg.to_str().unwrap(),
+            "--route",
+            "r",
+            "--input",
+            input.to_str().unwrap(),
+        ],
         &[],
     );
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("secret-kube-token-7"), "{text}");
     for shown in [
@@ -1213,20 +1583,40 @@ fn story_a_a_vulnerability_report_with_criticals_labels_and_annotates_its_deploy
     let kc = api.kubeconfig(dir.path());
     let p = Postee::start(&example("story-trivy-operator-label.yaml", &kc));
     // A report without criticals does not match the route.
-    let mut clean: Value = serde_json::from_slice(&std::fs::read(fixture("events/trivy-operator-vulnreport.json")).unwrap()).unwrap();
+    let mut clean: Value = serde_json::from_slice(
+        &std::fs::read(fixture("events/trivy-operator-vulnreport.json")).unwrap(),
+    )
+    .unwrap();
     clean["report"]["summary"]["criticalCount"] = json!(0);
     assert_eq!(p.post("/", clean.to_string().as_bytes()).0, 200);
-    assert_eq!(p.post_fixture("/", "events/trivy-operator-vulnreport.json").0, 200);
+    assert_eq!(
+        p.post_fixture("/", "events/trivy-operator-vulnreport.json")
+            .0,
+        200
+    );
     wait_until(
         Duration::from_secs(30),
-        || api.object("deployments", "default", "nginx").unwrap()["metadata"]["labels"]["postee.io/vulnerable"] == "true",
+        || {
+            api.object("deployments", "default", "nginx").unwrap()["metadata"]["labels"]["postee.io/vulnerable"]
+                == "true"
+        },
         || format!("deployment not labelled; log:\n{}", p.stderr()),
     );
     let d = api.object("deployments", "default", "nginx").unwrap();
     let ann = &d["metadata"]["annotations"];
-    assert_eq!(ann["postee.io/vulnerability-summary"], r#"{"criticalCount":2,"highCount":2,"lowCount":1,"mediumCount":1,"noneCount":0,"unknownCount":0}"#);
+    assert_eq!(
+        ann["postee.io/vulnerability-summary"],
+        r#"{"criticalCount":2,"highCount":2,"lowCount":1,"mediumCount":1,"noneCount":0,"unknownCount":0}"#
+    );
     assert_eq!(ann["postee.io/image"], "library/nginx:1.16");
-    assert_eq!(api.requests().iter().filter(|r| r.method == "PATCH").count(), 1, "the clean report changed nothing");
+    assert_eq!(
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count(),
+        1,
+        "the clean report changed nothing"
+    );
 }
 
 #[test]
@@ -1243,13 +1633,23 @@ fn story_b_a_critical_image_scan_scales_the_labelled_deployments_to_zero_after_a
     let dir = tempfile::tempdir().unwrap();
     let kc = api.kubeconfig(dir.path());
     let text = example("story-scale-to-zero.yaml", &kc);
-    assert!(text.contains("dry-run: true"), "the example starts with a dry run");
+    assert!(
+        text.contains("dry-run: true"),
+        "the example starts with a dry run"
+    );
     let before = api.snapshot();
     let p = Postee::start(&text);
     assert_eq!(p.post_fixture("/", "events/trivy-report.json").0, 200);
     p.wait_deliveries(1);
     assert_eq!(api.snapshot(), before, "dry run: nothing changed");
-    assert!(api.requests().iter().any(|r| r.path.ends_with("/deployments/alpine-tools/scale") && r.query.contains("dryRun=All")), "{:?}", api.requests());
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.path.ends_with("/deployments/alpine-tools/scale")
+                && r.query.contains("dryRun=All")),
+        "{:?}",
+        api.requests()
+    );
     assert!(p.stderr().contains("would change"), "{}", p.stderr());
     drop(p);
     // The user has read the log and turns the dry run off.
@@ -1260,6 +1660,12 @@ fn story_b_a_critical_image_scan_scales_the_labelled_deployments_to_zero_after_a
         || api.object("deployments", "prod", "alpine-tools").unwrap()["spec"]["replicas"] == 0,
         || format!("not scaled; log:\n{}", p.stderr()),
     );
-    assert_eq!(api.object("deployments", "prod", "web").unwrap()["spec"]["replicas"], 3);
-    assert_eq!(api.object("deployments", "other", "alpine-tools").unwrap()["spec"]["replicas"], 1);
+    assert_eq!(
+        api.object("deployments", "prod", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+    assert_eq!(
+        api.object("deployments", "other", "alpine-tools").unwrap()["spec"]["replicas"],
+        1
+    );
 }
