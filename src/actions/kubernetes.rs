@@ -809,6 +809,7 @@ pub fn build(
 }
 
 /// What `postee render` shows for a plan.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 fn preview_of(cfg: &KubernetesConfig, server: &str, msg: &Message) -> Value {
     match cfg.plan(&msg.content.description) {
         Ok(plan) => json!({
