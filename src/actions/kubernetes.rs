@@ -21,7 +21,6 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use regex::Regex;
 use serde_json::{Value, json};
 
@@ -828,6 +827,7 @@ fn preview_of(cfg: &KubernetesConfig, server: &str, msg: &Message) -> Value {
 
 #[cfg(feature = "kubernetes")]
 mod client {
+    use async_trait::async_trait;
     use kube::api::{
         Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
         PropagationPolicy,
