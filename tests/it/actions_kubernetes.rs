@@ -1545,6 +1545,26 @@ fn render_shows_the_list_and_the_patches_and_check_reports_load_errors() {
         assert!(text.contains(shown), "{shown} missing:\n{text}");
     }
 
+    // In a cluster (KUBERNETES_SERVICE_HOST set), no kube-config-file is needed: the service
+    // account is used.
+    std::fs::write(
+        &cfg,
+        "actions:\n- name: k\n  type: kubernetes\n  enable: true\n  kube-namespace: default\n  kube-actions: {labels: {a: b}}\n",
+    )
+    .unwrap();
+    let out = run(
+        &["check", "--cfgfile", cfg.to_str().unwrap()],
+        &[
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // Load errors, each with its key's path.
     std::fs::write(
         &cfg,
