@@ -9,10 +9,10 @@ pub mod email;
 pub mod exec;
 pub mod http;
 pub mod jira;
+pub mod kubernetes;
 pub mod nexusiq;
 pub mod opsgenie;
 pub mod pagerduty;
-pub mod pending;
 pub mod servicenow;
 pub mod slack;
 pub mod splunk;
@@ -148,18 +148,6 @@ pub const LOCAL_CONCURRENCY: usize = 8;
 /// client (often at a handful) and lettre's pool holds 10; the old fixed default.
 pub const SMTP_CONCURRENCY: usize = 8;
 
-impl ActionType {
-    /// A type Postee has and postee does not support yet: its keys only.
-    const fn not_yet(name: &'static str, keys: &'static [KeySpec]) -> ActionType {
-        ActionType {
-            name,
-            keys,
-            build: None,
-            concurrency: HTTP_CONCURRENCY,
-        }
-    }
-}
-
 /// Every type Postee knows. Adding an action: its file (keys, config, validate, build,
 /// `Action`), one row here, its section in docs/actions.md, an example and tests.
 pub static REGISTRY: &[ActionType] = &[
@@ -253,7 +241,12 @@ pub static REGISTRY: &[ActionType] = &[
         build: Some(|n, f, c| glue(n, f, c, awssecurityhub::validate, awssecurityhub::build)),
         concurrency: HTTP_CONCURRENCY,
     },
-    ActionType::not_yet("kubernetes", pending::KUBERNETES),
+    ActionType {
+        name: "kubernetes",
+        keys: kubernetes::KEYS,
+        build: Some(|n, f, c| glue(n, f, c, kubernetes::validate, kubernetes::build)),
+        concurrency: HTTP_CONCURRENCY,
+    },
     ActionType {
         name: "docker",
         keys: docker::KEYS,
@@ -914,11 +907,10 @@ mod tests {
             "jira",
             "awssecurityhub",
             "docker",
+            "kubernetes",
         ] {
             assert!(is_implemented(t), "{t}");
         }
-        let t = "kubernetes";
-        assert!(action_type(t).is_some() && !is_implemented(t), "{t}");
         assert_eq!(schema().type_names(), names);
         for t in REGISTRY {
             assert_eq!(schema().keys(t.name), Some(t.keys));

@@ -23,7 +23,7 @@ pub enum Kind {
     StrMap,
     /// Map of header name to list of values (http `headers`).
     StrListMap,
-    /// kubernetes `kube-actions: {labels: {...}, annotations: {...}}`.
+    /// kubernetes `kube-actions: {labels: {...}, annotations: {...}, scale-to-zero, delete}`.
     KubeActions,
 }
 
@@ -129,10 +129,18 @@ pub enum FieldValue {
     List(Vec<String>),
     Map(BTreeMap<String, String>),
     ListMap(BTreeMap<String, Vec<String>>),
-    Kube {
-        labels: BTreeMap<String, String>,
-        annotations: BTreeMap<String, String>,
-    },
+    Kube(KubeActions),
+}
+
+/// What a kubernetes action does to each object (`kube-actions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeActions {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Ours: patch the scale subresource to `spec.replicas: 0`.
+    pub scale_to_zero: bool,
+    /// Ours: delete the object (pods).
+    pub delete: bool,
 }
 
 /// The keys an action entry set (absent and null keys are not here), with the declarations
@@ -230,6 +238,13 @@ impl Fields {
         match self.get(key, &[Kind::StrMap]) {
             Some(FieldValue::Map(m)) => m.clone(),
             _ => BTreeMap::new(),
+        }
+    }
+
+    pub fn kube_actions(&self, key: &str) -> Option<KubeActions> {
+        match self.get(key, &[Kind::KubeActions]) {
+            Some(FieldValue::Kube(k)) => Some(k.clone()),
+            _ => None,
         }
     }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-pub use keys::{FieldValue, Fields, KeySpec, Kind, Schema};
+pub use keys::{FieldValue, Fields, KeySpec, Kind, KubeActions, Schema};
 pub use problems::{Problem, Problems, Severity};
 use reader::{Reader, item_path, type_name};
 pub use secret::{Secret, SecretUrl};

@@ -553,7 +553,7 @@ impl Reader<'_> {
                 self.problems.error(
                     join(path, key),
                     format!(
-                        "expected a mapping with `labels` and `annotations`, found {}",
+                        "expected a mapping with `labels`, `annotations`, `scale-to-zero` or `delete`, found {}",
                         type_name(other)
                     ),
                 );
@@ -561,11 +561,18 @@ impl Reader<'_> {
             }
         };
         let p = join(path, key);
-        let o = self.keys(o, &["labels", "annotations"], &p, "kube-actions");
-        Some(FieldValue::Kube {
+        let o = self.keys(
+            o,
+            &["labels", "annotations", "scale-to-zero", "delete"],
+            &p,
+            "kube-actions",
+        );
+        Some(FieldValue::Kube(KubeActions {
             labels: self.str_map(&o, "labels", &p).unwrap_or_default(),
             annotations: self.str_map(&o, "annotations", &p).unwrap_or_default(),
-        })
+            scale_to_zero: self.bool(&o, "scale-to-zero", &p).unwrap_or(false),
+            delete: self.bool(&o, "delete", &p).unwrap_or(false),
+        }))
     }
 }
 

@@ -10,6 +10,7 @@ mod common;
 mod actions_awssecurityhub;
 mod actions_docker;
 mod actions_jira;
+mod actions_kubernetes;
 mod actions_messaging;
 mod actions_ticketing;
 mod cli;
