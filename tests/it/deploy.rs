@@ -1,0 +1,1 @@
+//! Kubernetes manifests (issue 13 point 5): see below.
