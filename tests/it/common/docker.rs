@@ -166,16 +166,10 @@ impl Engine {
             }
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
                 self.daemon = None;
-                panic!(
-                    "dockerd exited ({status}) before answering; its log:\n{}",
-                    tail(&self.path("dockerd.log"))
-                );
+                panic!("dockerd exited ({status}) before answering; its log:\n{}", tail(&self.path("dockerd.log")));
             }
             if Instant::now() > deadline {
-                panic!(
-                    "dockerd did not answer /_ping within 60 s; its log:\n{}",
-                    tail(&self.path("dockerd.log"))
-                );
+                panic!("dockerd did not answer /_ping within 60 s; its log:\n{}", tail(&self.path("dockerd.log")));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -192,9 +186,7 @@ impl Engine {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 _ => {
                     signal(child.id(), libc::SIGKILL);
                     let _ = child.wait();
@@ -260,16 +252,10 @@ impl Engine {
             }
             if let Some(Ok(Some(status))) = self.registry.as_mut().map(|c| c.try_wait()) {
                 self.registry = None;
-                panic!(
-                    "docker-registry exited ({status}); its log:\n{}",
-                    tail(&self.path("registry.log"))
-                );
+                panic!("docker-registry exited ({status}); its log:\n{}", tail(&self.path("registry.log")));
             }
             if Instant::now() > deadline {
-                panic!(
-                    "docker-registry did not answer within 30 s; its log:\n{}",
-                    tail(&self.path("registry.log"))
-                );
+                panic!("docker-registry did not answer within 30 s; its log:\n{}", tail(&self.path("registry.log")));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -304,11 +290,7 @@ impl Engine {
             .arg(".")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "tar: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
         let out = self.docker(&[
             "import",
             "--change",
@@ -326,8 +308,7 @@ impl Engine {
 
     /// Runs the docker CLI against this engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        let bin =
-            which("docker").expect("docker CLI not found: install the Debian package docker.io");
+        let bin = which("docker").expect("docker CLI not found: install the Debian package docker.io");
         Command::new(bin)
             .arg("-H")
             .arg(self.host())
@@ -343,11 +324,7 @@ impl Engine {
     /// Removes an image from the engine (not from the registry).
     pub fn remove_image(&self, name: &str) {
         let out = self.docker(&["image", "rm", "-f", name]);
-        assert!(
-            out.status.success(),
-            "docker image rm {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "docker image rm {name}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn has_image(&self, name: &str) -> bool {
@@ -357,12 +334,8 @@ impl Engine {
 
     /// One Engine API call on the socket (unversioned path, so any engine version answers).
     pub fn api(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
-        self.try_api(method, path).unwrap_or_else(|e| {
-            panic!(
-                "engine API {method} {path}: {e}\ndockerd log:\n{}",
-                tail(&self.path("dockerd.log"))
-            )
-        })
+        self.try_api(method, path)
+            .unwrap_or_else(|e| panic!("engine API {method} {path}: {e}\ndockerd log:\n{}", tail(&self.path("dockerd.log"))))
     }
 
     /// Every container, running or not (`GET /containers/json?all=1`).
@@ -385,11 +358,8 @@ impl Engine {
         let mut s = UnixStream::connect(self.socket()).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
         // HTTP/1.0: the engine answers without chunked encoding and closes the connection.
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&buf);
@@ -399,8 +369,7 @@ impl Engine {
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or("no status")?;
-        let json =
-            serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+        let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
         Ok((status, json))
     }
 }
@@ -451,31 +420,16 @@ fn two_engines_run_side_by_side() {
     for (e, other) in [(&a, &b), (&b, &a)] {
         let name = format!("probe{}", e.registry_port);
         let out = e.docker(&[
-            "run",
-            "--name",
-            &name,
-            "--network",
-            "none",
-            &e.image,
-            "sh",
-            "-c",
-            "echo hi from $0",
+            "run", "--name", &name, "--network", "none", &e.image, "sh", "-c", "echo hi from $0",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi from sh");
         assert!(e.container_names().contains(&name));
         assert!(!other.container_names().contains(&name));
     }
     let pa = a.pid().unwrap();
     drop(a);
-    assert!(
-        !Path::new(&format!("/proc/{pa}")).exists(),
-        "dockerd {pa} still runs after Drop"
-    );
+    assert!(!Path::new(&format!("/proc/{pa}")).exists(), "dockerd {pa} still runs after Drop");
     // b still answers after a stopped.
     assert_eq!(b.api("GET", "/_ping").0, 200);
 }
