@@ -246,3 +246,72 @@ fn the_image_builds_without_a_registry_runs_as_postee_delivers_and_is_healthy() 
 
     docker_ok(&engine, &["rm", "-f", &id]);
 }
+
+/// `scripts/image --busybox`: the image has /bin/sh, so an `exec` action runs in it (the
+/// plain image has no shell).
+#[test]
+fn the_busybox_image_runs_exec_actions() {
+    let engine = Engine::start_with(EngineOptions { registry: false });
+    let tag = "postee-it:busybox";
+    let out = Command::new(repo("scripts/image"))
+        .args(["--binary", BIN, "--tag", tag, "--busybox"])
+        .env("DOCKER_HOST", engine.host())
+        .env("DOCKER_CONFIG", engine.path("cli"))
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/image --busybox failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        "routes:\n  - name: all\n    template: raw-json\n    actions: [save]\n\
+         templates:\n  - name: raw-json\n    rego-package: postee.rawmessage.json\n\
+         actions:\n  - name: save\n    type: exec\n    enable: true\n    exec-script: |\n      \
+         id -u > /tmp/uid; printf '%s' \"$POSTEE_EVENT\" > /tmp/event.json\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let http = free_port();
+    let mount = format!("{}:/config/cfg.yaml:ro", cfg.display());
+    let id = docker_ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "-e",
+            &format!("POSTEE_HTTP=127.0.0.1:{http}"),
+            "-e",
+            "POSTEE_HTTPS=off",
+            "-v",
+            &mount,
+            tag,
+        ],
+    );
+    let logs = || text(&engine.docker(&["logs", &id]).stderr);
+    wait_until(
+        Duration::from_secs(30),
+        || crate::common::ureq_get(&format!("http://127.0.0.1:{http}/ping")).is_ok(),
+        || format!("the container did not answer; logs:\n{}", logs()),
+    );
+    let (status, body) = post(
+        &format!("http://127.0.0.1:{http}/"),
+        br#"{"finding":"TRC-2"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let cat = |f: &str| text(&engine.docker(&["exec", &id, "cat", f]).stdout);
+    wait_until(
+        Duration::from_secs(30),
+        || cat("/tmp/event.json").contains("TRC-2"),
+        || format!("the exec action did not run; logs:\n{}", logs()),
+    );
+    assert_eq!(cat("/tmp/uid").trim(), "1099");
+    docker_ok(&engine, &["rm", "-f", &id]);
+}
