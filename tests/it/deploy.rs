@@ -109,6 +109,47 @@ fn documented_rbac() -> BTreeSet<(String, String, String)> {
     set
 }
 
+/// (API group, resource, verb) from the table of the shipped manifests' rules in
+/// docs/actions.md ("RBAC: the least rights", rows like `| `pods` (`""`) | `list`, `patch` |`),
+/// written with the kubernetes action; `None` while that action is not in the tree.
+fn rbac_of_the_kubernetes_action_docs() -> Option<BTreeSet<(String, String, String)>> {
+    if !repo("src/actions/kubernetes.rs").exists() {
+        return None;
+    }
+    let doc = std::fs::read_to_string(repo("docs/actions.md")).unwrap();
+    let section = doc
+        .split("### RBAC")
+        .nth(1)
+        .expect("docs/actions.md documents the kubernetes action's RBAC (`### RBAC...`)");
+    let table = section
+        .split("| resource (API group) | verbs |")
+        .nth(1)
+        .expect("docs/actions.md has the table `| resource (API group) | verbs |`");
+    let mut set = BTreeSet::new();
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        let rg = ticked(cells[1]);
+        assert_eq!(rg.len(), 2, "resource and group in {line}");
+        let group = if rg[1] == "\"\"" {
+            String::new()
+        } else {
+            rg[1].clone()
+        };
+        for verb in ticked(cells[2]) {
+            set.insert((group.clone(), rg[0].clone(), verb));
+        }
+    }
+    assert!(!set.is_empty(), "the table of docs/actions.md is empty");
+    Some(set)
+}
+
 fn rules(role: &Value) -> BTreeSet<(String, String, String)> {
     let mut set = BTreeSet::new();
     for r in role["rules"].as_array().unwrap() {
@@ -142,6 +183,14 @@ fn check_rbac(objs: &[Value]) {
         documented_rbac(),
         "ClusterRole rules vs docs/deployment.md"
     );
+    // Once the kubernetes action is in the tree, its own docs say what the manifests ship.
+    if let Some(action_docs) = rbac_of_the_kubernetes_action_docs() {
+        assert_eq!(
+            rules(role),
+            action_docs,
+            "ClusterRole rules vs the table of the shipped manifests in docs/actions.md"
+        );
+    }
     assert!(
         !objs
             .iter()

@@ -23,7 +23,8 @@ use super::free_port;
 /// Programs the test image links to busybox (in `/bin`).
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "env", "ls", "sleep", "id", "true", "false", "mkdir", "touch", "date",
-    "ps", "uname", "hostname", "wc", "head", "tail", "printf", "test", "grep", "cp", "tee", "rm",
+    "ps", "uname", "hostname", "wc", "head", "tail", "printf", "test", "grep", "cp", "tee", "rm", "tr", "sed", "cut", "find", "chmod", "basename",
+    "dirname",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -77,15 +78,7 @@ impl Engine {
         }
         engine.import_busybox();
         if opts.registry {
-            let out = engine.docker(&["push", &engine.image]);
-            assert!(
-                out.status.success(),
-                "docker push {} failed: {}{}\nregistry log:\n{}",
-                engine.image,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                tail(&engine.path("registry.log"))
-            );
+            engine.push(&engine.image.clone());
         }
         engine
     }
@@ -263,11 +256,18 @@ impl Engine {
 
     /// Makes a root file system of busybox plus applet links and imports it as `self.image`.
     fn import_busybox(&self) {
+        self.import_image(&self.image, &[]);
+    }
+
+    /// Imports the busybox image under `name`, with extra files (`path` relative to `/`,
+    /// contents): e.g. a second version of an image with a marker file.
+    pub fn import_image(&self, name: &str, files: &[(&str, &str)]) {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or_else(|| panic!("/bin/busybox not found: install the Debian package busybox-static (scripts/test does)"));
-        let root = self.path("rootfs");
+        let root = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let root = root.path();
         for d in ["bin", "etc", "tmp", "out"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
@@ -281,28 +281,40 @@ impl Engine {
         )
         .unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-        let tar = self.path("rootfs.tar");
+        for (path, text) in files {
+            let p = root.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let tar = root.with_extension("tar");
         let out = Command::new("tar")
             .arg("-C")
-            .arg(&root)
+            .arg(root)
             .arg("-cf")
             .arg(&tar)
             .arg(".")
             .output()
             .unwrap();
         assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-        let out = self.docker(&[
-            "import",
-            "--change",
-            "ENV PATH=/bin",
-            tar.to_str().unwrap(),
-            &self.image,
-        ]);
+        let out = self.docker(&["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), name]);
         assert!(
             out.status.success(),
             "docker import failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_file(&tar);
+    }
+
+    /// Pushes an image to this engine's registry (`name` must start with `127.0.0.1:<port>/`).
+    pub fn push(&self, name: &str) {
+        let out = self.docker(&["push", name]);
+        assert!(
+            out.status.success(),
+            "docker push {name} failed: {}{}\nregistry log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.path("registry.log"))
         );
     }
 
