@@ -23,8 +23,8 @@ use super::free_port;
 /// Programs the test image links to busybox (in `/bin`).
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "env", "ls", "sleep", "id", "true", "false", "mkdir", "touch", "date",
-    "ps", "uname", "hostname", "wc", "head", "tail", "printf", "test", "grep", "cp", "tee", "rm", "tr", "sed", "cut", "find", "chmod", "basename",
-    "dirname",
+    "ps", "uname", "hostname", "wc", "head", "tail", "printf", "test", "grep", "cp", "tee", "rm",
+    "tr", "sed", "cut", "find", "chmod", "basename", "dirname",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -159,10 +159,16 @@ impl Engine {
             }
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
                 self.daemon = None;
-                panic!("dockerd exited ({status}) before answering; its log:\n{}", tail(&self.path("dockerd.log")));
+                panic!(
+                    "dockerd exited ({status}) before answering; its log:\n{}",
+                    tail(&self.path("dockerd.log"))
+                );
             }
             if Instant::now() > deadline {
-                panic!("dockerd did not answer /_ping within 60 s; its log:\n{}", tail(&self.path("dockerd.log")));
+                panic!(
+                    "dockerd did not answer /_ping within 60 s; its log:\n{}",
+                    tail(&self.path("dockerd.log"))
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -179,7 +185,9 @@ impl Engine {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     signal(child.id(), libc::SIGKILL);
                     let _ = child.wait();
@@ -245,10 +253,16 @@ impl Engine {
             }
             if let Some(Ok(Some(status))) = self.registry.as_mut().map(|c| c.try_wait()) {
                 self.registry = None;
-                panic!("docker-registry exited ({status}); its log:\n{}", tail(&self.path("registry.log")));
+                panic!(
+                    "docker-registry exited ({status}); its log:\n{}",
+                    tail(&self.path("registry.log"))
+                );
             }
             if Instant::now() > deadline {
-                panic!("docker-registry did not answer within 30 s; its log:\n{}", tail(&self.path("registry.log")));
+                panic!(
+                    "docker-registry did not answer within 30 s; its log:\n{}",
+                    tail(&self.path("registry.log"))
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -295,8 +309,18 @@ impl Engine {
             .arg(".")
             .output()
             .unwrap();
-        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-        let out = self.docker(&["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), name]);
+        assert!(
+            out.status.success(),
+            "tar: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.docker(&[
+            "import",
+            "--change",
+            "ENV PATH=/bin",
+            tar.to_str().unwrap(),
+            name,
+        ]);
         assert!(
             out.status.success(),
             "docker import failed: {}{}",
@@ -320,7 +344,8 @@ impl Engine {
 
     /// Runs the docker CLI against this engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        let bin = which("docker").expect("docker CLI not found: install the Debian package docker.io");
+        let bin =
+            which("docker").expect("docker CLI not found: install the Debian package docker.io");
         Command::new(bin)
             .arg("-H")
             .arg(self.host())
@@ -336,7 +361,11 @@ impl Engine {
     /// Removes an image from the engine (not from the registry).
     pub fn remove_image(&self, name: &str) {
         let out = self.docker(&["image", "rm", "-f", name]);
-        assert!(out.status.success(), "docker image rm {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker image rm {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn has_image(&self, name: &str) -> bool {
@@ -346,8 +375,12 @@ impl Engine {
 
     /// One Engine API call on the socket (unversioned path, so any engine version answers).
     pub fn api(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
-        self.try_api(method, path)
-            .unwrap_or_else(|e| panic!("engine API {method} {path}: {e}\ndockerd log:\n{}", tail(&self.path("dockerd.log"))))
+        self.try_api(method, path).unwrap_or_else(|e| {
+            panic!(
+                "engine API {method} {path}: {e}\ndockerd log:\n{}",
+                tail(&self.path("dockerd.log"))
+            )
+        })
     }
 
     /// Every container, running or not (`GET /containers/json?all=1`).
@@ -370,8 +403,11 @@ impl Engine {
         let mut s = UnixStream::connect(self.socket()).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
         // HTTP/1.0: the engine answers without chunked encoding and closes the connection.
-        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&buf);
@@ -381,7 +417,8 @@ impl Engine {
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or("no status")?;
-        let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+        let json =
+            serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
         Ok((status, json))
     }
 }
@@ -389,6 +426,9 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop();
+        // dockerd can leave mounts under its exec root (`exec/netns/default`, an nsfs bind
+        // mount) after it stops; the temp dir could not be removed with them in place.
+        unmount_under(self.dir.path());
         if let Some(mut r) = self.registry.take() {
             signal(r.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -397,6 +437,29 @@ impl Drop for Engine {
             }
             let _ = r.kill();
             let _ = r.wait();
+        }
+    }
+}
+
+/// Detaches every mount point below `dir` (deepest first), as read from /proc/self/mountinfo.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p) else {
+            continue;
+        };
+        // SAFETY: umount2 reads a NUL-terminated path we own for the duration of the call.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
         }
     }
 }
@@ -432,16 +495,31 @@ fn two_engines_run_side_by_side() {
     for (e, other) in [(&a, &b), (&b, &a)] {
         let name = format!("probe{}", e.registry_port);
         let out = e.docker(&[
-            "run", "--name", &name, "--network", "none", &e.image, "sh", "-c", "echo hi from $0",
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            &e.image,
+            "sh",
+            "-c",
+            "echo hi from $0",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi from sh");
         assert!(e.container_names().contains(&name));
         assert!(!other.container_names().contains(&name));
     }
     let pa = a.pid().unwrap();
     drop(a);
-    assert!(!Path::new(&format!("/proc/{pa}")).exists(), "dockerd {pa} still runs after Drop");
+    assert!(
+        !Path::new(&format!("/proc/{pa}")).exists(),
+        "dockerd {pa} still runs after Drop"
+    );
     // b still answers after a stopped.
     assert_eq!(b.api("GET", "/_ping").0, 200);
 }
