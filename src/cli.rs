@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_CFG: &str = "/config/cfg.yaml";
+/// The HTTP listen address when neither `--url` nor the env variables say otherwise.
+pub const DEFAULT_HTTP: &str = "0.0.0.0:8082";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,21 @@ pub enum Command {
     /// List or replay dead letters (deliveries that failed for good). Works on the store
     /// file while the service is stopped; while it runs, use its /dlq endpoints.
     Dlq(DlqArgs),
+    /// Probe a running postee's `/healthz` (for container health checks: the image has no
+    /// curl or wget). Exit status 0 when it answers 200, else 1 with the reason.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe. Default: `/healthz` on the HTTP listen address (`--url` default,
+    /// overridden by AQUAALERT_URL, then POSTEE_HTTP, as for the service), with a wildcard
+    /// host (`0.0.0.0`, `::`, empty) replaced by loopback.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds to wait for the whole answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -76,7 +93,7 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// HTTP listen address (env AQUAALERT_URL, then POSTEE_HTTP, override it).
-    #[arg(long, default_value = "0.0.0.0:8082")]
+    #[arg(long, default_value = DEFAULT_HTTP)]
     pub url: String,
     /// HTTPS listen address; `off` disables HTTPS (env AQUAALERT_TLS, then POSTEE_HTTPS).
     #[arg(long, default_value = "0.0.0.0:8445")]

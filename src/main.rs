@@ -47,6 +47,7 @@ fn main() {
             Some(Command::Render(a)) => postee::cmd::render::render(a).await,
             Some(Command::Test(a)) => postee::cmd::test::run(a).await,
             Some(Command::Dlq(a)) => postee::cmd::dlq::dlq(a),
+            Some(Command::Healthcheck(a)) => postee::cmd::healthcheck::run(a).await,
             None => postee::cmd::serve::run(cli.serve).await,
         }
     });

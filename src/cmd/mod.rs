@@ -1,8 +1,9 @@
-//! The subcommands, as siblings: the service (`serve`), `check`, `render`, `test`, `dlq`;
-//! and what they share: where the data lives, and loading a config into a runnable app.
+//! The subcommands, as siblings: the service (`serve`), `check`, `render`, `test`, `dlq`,
+//! `healthcheck`; and what they share: where the data lives, and loading a config into a runnable app.
 
 pub mod check;
 pub mod dlq;
+pub mod healthcheck;
 pub mod render;
 pub mod serve;
 pub mod test;
