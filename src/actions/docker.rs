@@ -341,35 +341,13 @@ pub fn resolve_event_input(entry: &str, description: &str) -> Result<String, Str
     let doc: Value = serde_json::from_str(description).map_err(|_| {
         format!("{entry}: the description is not JSON, so the path resolves to nothing")
     })?;
-    let mut cur = &doc;
-    for part in split_path(path) {
-        let next = match cur {
-            Value::Object(m) => m.get(&part),
-            Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-            _ => None,
-        };
-        cur = next.ok_or_else(|| format!("{entry}: the event has no such value"))?;
-    }
+    let cur = super::event_input_lookup(&doc, path)
+        .ok_or_else(|| format!("{entry}: the event has no such value"))?;
     match cur {
         Value::Null => Err(format!("{entry}: the event's value is null")),
         Value::String(s) => Ok(s.clone()),
         other => Ok(other.to_string()),
     }
-}
-
-fn split_path(path: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut chars = path.chars();
-    while let Some(ch) = chars.next() {
-        match ch {
-            '\\' => cur.extend(chars.next()),
-            '.' => parts.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    parts
 }
 
 /// `postee-<action>-<id>`, valid as a container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`): other

@@ -482,14 +482,7 @@ fn resolve(description: &str, json: Option<&Value>, path: &str) -> Option<String
     let Some(path) = path.strip_prefix('.') else {
         return Some(description.to_string()).filter(|s| !s.is_empty());
     };
-    let mut cur = json?;
-    for part in path.split('.') {
-        cur = match cur {
-            Value::Object(m) => m.get(part)?,
-            Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
+    let cur = super::event_input_lookup(json?, path)?;
     let s = match cur {
         Value::String(s) => s.clone(),
         Value::Null => return None,

@@ -518,6 +518,36 @@ pub fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
     u
 }
 
+/// The value at `path` in a rendered description's JSON, for Postee's `event.input.<path>`
+/// placeholders (the part after `event.input.`): a gjson-style dotted path where `\.` escapes
+/// a dot and a number indexes an array. `None` when the path leads nowhere.
+pub fn event_input_lookup<'a>(
+    doc: &'a serde_json::Value,
+    path: &str,
+) -> Option<&'a serde_json::Value> {
+    let mut cur = doc;
+    let mut part = String::new();
+    let mut chars = path.chars();
+    loop {
+        let ch = chars.next();
+        match ch {
+            Some('\\') => part.extend(chars.next()),
+            Some('.') | None => {
+                cur = match cur {
+                    serde_json::Value::Object(m) => m.get(&part)?,
+                    serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+                    _ => return None,
+                };
+                if ch.is_none() {
+                    return Some(cur);
+                }
+                part.clear();
+            }
+            Some(c) => part.push(c),
+        }
+    }
+}
+
 /// FNV-1a, 64 bits, of `s`: a short hash that is stable across versions and platforms, for
 /// ids derived from delivery ids (not a security measure).
 pub fn stable_hash(s: &str) -> u64 {
@@ -1038,6 +1068,26 @@ mod tests {
             .await
             .expect("reading stops at the limit");
         assert_eq!(text, format!("{}…", "x".repeat(5000)));
+    }
+
+    #[test]
+    fn event_input_paths_follow_objects_arrays_and_escaped_dots() {
+        let doc = serde_json::json!({"a": {"b.c": [10, {"d": "x"}]}, "n": null});
+        assert_eq!(
+            event_input_lookup(&doc, "a.b\\.c.1.d"),
+            Some(&serde_json::json!("x"))
+        );
+        assert_eq!(
+            event_input_lookup(&doc, "a.b\\.c.0"),
+            Some(&serde_json::json!(10))
+        );
+        assert_eq!(
+            event_input_lookup(&doc, "n"),
+            Some(&serde_json::Value::Null)
+        );
+        for nothing in ["a.b.c", "a.b\\.c.2", "a.b\\.c.x", "missing", "a.b\\.c.0.z"] {
+            assert_eq!(event_input_lookup(&doc, nothing), None, "{nothing}");
+        }
     }
 
     #[test]

@@ -71,8 +71,7 @@ impl KeySpec {
         }
     }
 
-    /// A key of a type that is not supported yet: read and type-checked, not documented
-    /// beyond its name.
+    /// A key known by name and kind only, with no default or doc (test schemas).
     pub const fn known(name: &'static str, kind: Kind) -> KeySpec {
         KeySpec::optional(name, kind, "", "")
     }
